@@ -1,0 +1,13 @@
+"""Inventory settings: the shared ones (service_common.settings) with this service's defaults."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from service_common.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    database_url: str = Field("sqlite:///data/inventory.db", description="Inventory's own database.")
+    port: int = Field(5001, description="Port the inventory service listens on.")
+    max_restock: int = Field(1_000_000_000, ge=1, description="Largest quantity one restock may add.")

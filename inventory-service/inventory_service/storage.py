@@ -1,0 +1,381 @@
+"""Inventory storage: products, reservations keyed by order, and an append-only stock ledger.
+
+Each function here that changes stock says so in its name (reserve, release, commit, restock,
+create_product) and is the only writer of the stock columns for that change. Every change is one
+transaction that also writes its ledger row; concurrency is settled by conditional updates and
+the reservation's primary key, so it holds across any number of replicas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from service_common.errors import Conflict, NotFound
+from service_common.storage import UTCDateTime, big_id, insert_ignoring_conflict, reading, rfc3339, utcnow
+
+metadata = sa.MetaData()
+
+products = sa.Table(
+    "products",
+    metadata,
+    sa.Column("product_id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("price", sa.Numeric(12, 2), nullable=False),
+    sa.Column("available_quantity", sa.BigInteger, nullable=False),
+    sa.Column("reserved_quantity", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.CheckConstraint("available_quantity >= 0", name="available_not_negative"),
+    sa.CheckConstraint("reserved_quantity >= 0", name="reserved_not_negative"),
+    sa.CheckConstraint("price >= 0", name="price_not_negative"),
+)
+
+HELD, RELEASED, COMMITTED = "held", "released", "committed"
+
+reservations = sa.Table(
+    "reservations",
+    metadata,
+    sa.Column("order_id", sa.String(64), primary_key=True),
+    # NULL product and quantity: a tombstone, released before anything was reserved.
+    sa.Column("product_id", sa.String(64), sa.ForeignKey("products.product_id"), nullable=True),
+    sa.Column("quantity", sa.BigInteger, nullable=True),
+    sa.Column("unit_price", sa.Numeric(12, 2), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.CheckConstraint("status IN ('held', 'released', 'committed')", name="reservation_status"),
+    sa.CheckConstraint(
+        "status = 'released' OR (product_id IS NOT NULL AND quantity > 0 AND unit_price IS NOT NULL)",
+        name="reservation_complete",
+    ),
+)
+
+stock_ledger = sa.Table(
+    "stock_ledger",
+    metadata,
+    sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+    sa.Column("product_id", sa.String(64), sa.ForeignKey("products.product_id"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("available_delta", sa.BigInteger, nullable=False),
+    sa.Column("reserved_delta", sa.BigInteger, nullable=False),
+    sa.Column("order_id", sa.String(64), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.CheckConstraint("kind IN ('initial', 'restock', 'reserve', 'release', 'commit')", name="ledger_kind"),
+    sa.Index("ix_stock_ledger_product_id", "product_id"),
+    sqlite_autoincrement=True,
+)
+
+
+@dataclass(frozen=True)
+class ReserveResult:
+    reservation: dict[str, Any]
+    created: bool
+
+
+class _Conflicted(Exception):
+    """Rolls back a stock take whose reservation key turned out to be taken already."""
+
+
+# --- reads ---------------------------------------------------------------------------------------------------
+
+
+def product_json(row: Any) -> dict[str, Any]:
+    return {
+        "product_id": row.product_id,
+        "name": row.name,
+        "price": row.price,
+        "available_quantity": row.available_quantity,
+        "reserved_quantity": row.reserved_quantity,
+    }
+
+
+def reservation_json(row: Any) -> dict[str, Any]:
+    return {
+        "order_id": row.order_id,
+        "product_id": row.product_id,
+        "quantity": row.quantity,
+        "unit_price": row.unit_price,
+        "status": row.status,
+        "created_at": rfc3339(row.created_at),
+        "updated_at": rfc3339(row.updated_at),
+    }
+
+
+def list_products(engine: Engine) -> list[dict[str, Any]]:
+    with reading(engine) as conn:
+        rows = conn.execute(sa.select(products).order_by(products.c.product_id)).all()
+    return [product_json(r) for r in rows]
+
+
+def get_product(engine: Engine, product_id: str) -> dict[str, Any]:
+    with reading(engine) as conn:
+        row = conn.execute(sa.select(products).where(products.c.product_id == product_id)).first()
+    if row is None:
+        raise NotFound(f"Product {product_id} not found.", "product_not_found")
+    return product_json(row)
+
+
+def get_reservation(engine: Engine, order_id: str) -> dict[str, Any]:
+    with reading(engine) as conn:
+        row = _reservation(conn, order_id)
+    if row is None:
+        raise NotFound(f"No reservation for order {order_id}.", "reservation_not_found")
+    return reservation_json(row)
+
+
+def check(engine: Engine, product_id: str, quantity: int) -> dict[str, Any]:
+    product = get_product(engine, product_id)
+    return {
+        "available": product["available_quantity"] >= quantity,
+        "available_quantity": product["available_quantity"],
+        "requested_quantity": quantity,
+        "price": product["price"],
+    }
+
+
+def _reservation(conn: Connection, order_id: str) -> Any:
+    return conn.execute(sa.select(reservations).where(reservations.c.order_id == order_id)).first()
+
+
+def _product_exists(conn: Connection, product_id: str) -> bool:
+    query = sa.select(products.c.product_id).where(products.c.product_id == product_id)
+    return conn.execute(query).first() is not None
+
+
+# --- stock changes -------------------------------------------------------------------------------------------
+
+
+def _ledger(conn: Connection, product_id: str, kind: str, available: int, reserved: int, order_id: str | None) -> None:
+    conn.execute(
+        stock_ledger.insert().values(
+            product_id=product_id,
+            kind=kind,
+            available_delta=available,
+            reserved_delta=reserved,
+            order_id=order_id,
+            created_at=utcnow(),
+        )
+    )
+
+
+def reserve(engine: Engine, order_id: str, product_id: str, quantity: int) -> ReserveResult:
+    """Hold `quantity` units for `order_id`, once. A retry with the same order is answered again."""
+    now = utcnow()
+    try:
+        with engine.begin() as conn:
+            taken = conn.execute(
+                products.update()
+                .where(products.c.product_id == product_id, products.c.available_quantity >= quantity)
+                .values(
+                    available_quantity=products.c.available_quantity - quantity,
+                    reserved_quantity=products.c.reserved_quantity + quantity,
+                    updated_at=now,
+                )
+                .returning(products.c.price)
+            ).first()
+            if taken is not None:
+                row = conn.execute(
+                    insert_ignoring_conflict(conn, reservations, ["order_id"])
+                    .values(
+                        order_id=order_id,
+                        product_id=product_id,
+                        quantity=quantity,
+                        unit_price=taken.price,
+                        status=HELD,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    .returning(*reservations.c)
+                ).first()
+                if row is None:
+                    raise _Conflicted
+                _ledger(conn, product_id, "reserve", -quantity, quantity, order_id)
+                return ReserveResult(reservation_json(row), created=True)
+    except _Conflicted:
+        pass
+    # Not taken: a replay of an earlier reserve, a tombstone, an unknown product, or not enough stock.
+    with reading(engine) as conn:
+        existing = _reservation(conn, order_id)
+        if existing is None:
+            if not _product_exists(conn, product_id):
+                raise NotFound(f"Product {product_id} not found.", "product_not_found")
+            available = conn.execute(
+                sa.select(products.c.available_quantity).where(products.c.product_id == product_id)
+            ).scalar_one()
+    if existing is None:
+        raise Conflict(
+            "insufficient_stock",
+            f"Only {available} units of {product_id} are available; {quantity} requested.",
+            available_quantity=available,
+            requested_quantity=quantity,
+        )
+    if existing.status == RELEASED:
+        raise Conflict("released", f"Order {order_id} was released; it can never hold stock again.")
+    if existing.product_id != product_id or existing.quantity != quantity:
+        raise Conflict("reservation_mismatch", f"Order {order_id} already holds a different reservation.")
+    return ReserveResult(reservation_json(existing), created=False)
+
+
+def release(engine: Engine, order_id: str, product_id: str | None = None, quantity: int | None = None) -> dict[str, Any]:
+    """Make `order_id` hold nothing: release a held reservation exactly once, or leave a tombstone."""
+    now = utcnow()
+    with engine.begin() as conn:
+        existing = _reservation(conn, order_id)
+        if existing is None:
+            tombstone = conn.execute(
+                insert_ignoring_conflict(conn, reservations, ["order_id"])
+                .values(order_id=order_id, status=RELEASED, created_at=now, updated_at=now)
+                .returning(*reservations.c)
+            ).first()
+            if tombstone is not None:
+                return reservation_json(tombstone)
+            # A reserve committed in between: settle against what it wrote.
+            existing = _reservation(conn, order_id)
+        _check_matches(existing, product_id, quantity)
+        if existing.status == COMMITTED:
+            raise Conflict("committed", f"Order {order_id} was fulfilled; its stock is sold.")
+        if existing.status == RELEASED:
+            return reservation_json(existing)
+        released = conn.execute(
+            reservations.update()
+            .where(reservations.c.order_id == order_id, reservations.c.status == HELD)
+            .values(status=RELEASED, updated_at=now)
+            .returning(*reservations.c)
+        ).first()
+        if released is None:  # a concurrent release won; it returned the stock
+            return reservation_json(_reservation(conn, order_id))
+        _move_stock(conn, released.product_id, released.quantity, -released.quantity, now)
+        _ledger(conn, released.product_id, "release", released.quantity, -released.quantity, order_id)
+        return reservation_json(released)
+
+
+def commit(engine: Engine, order_id: str) -> dict[str, Any]:
+    """Turn a held reservation into a sale: the units leave `reserved_quantity` for good."""
+    now = utcnow()
+    with engine.begin() as conn:
+        done = conn.execute(
+            reservations.update()
+            .where(reservations.c.order_id == order_id, reservations.c.status == HELD)
+            .values(status=COMMITTED, updated_at=now)
+            .returning(*reservations.c)
+        ).first()
+        if done is not None:
+            _move_stock(conn, done.product_id, 0, -done.quantity, now)
+            _ledger(conn, done.product_id, "commit", 0, -done.quantity, order_id)
+            return reservation_json(done)
+        existing = _reservation(conn, order_id)
+    if existing is None:
+        raise NotFound(f"No reservation for order {order_id}.", "reservation_not_found")
+    if existing.status == RELEASED:
+        raise Conflict("released", f"Order {order_id} was released; there is nothing to commit.")
+    return reservation_json(existing)
+
+
+def restock(engine: Engine, product_id: str, quantity: int) -> dict[str, Any]:
+    now = utcnow()
+    with engine.begin() as conn:
+        row = conn.execute(
+            products.update()
+            .where(products.c.product_id == product_id)
+            .values(available_quantity=products.c.available_quantity + quantity, updated_at=now)
+            .returning(*products.c)
+        ).first()
+        if row is None:
+            raise NotFound(f"Product {product_id} not found.", "product_not_found")
+        _ledger(conn, product_id, "restock", quantity, 0, None)
+    return product_json(row)
+
+
+def create_product(engine: Engine, product_id: str, name: str, price: Decimal, quantity: int) -> dict[str, Any]:
+    now = utcnow()
+    with engine.begin() as conn:
+        row = conn.execute(
+            insert_ignoring_conflict(conn, products, ["product_id"])
+            .values(
+                product_id=product_id,
+                name=name,
+                price=price,
+                available_quantity=quantity,
+                reserved_quantity=0,
+                created_at=now,
+                updated_at=now,
+            )
+            .returning(*products.c)
+        ).first()
+        if row is None:
+            raise Conflict("product_exists", f"Product {product_id} already exists.")
+        _ledger(conn, product_id, "initial", quantity, 0, None)
+    return product_json(row)
+
+
+def update_product(engine: Engine, product_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """Change name or price; never stock. Orders keep the price they were placed at."""
+    with engine.begin() as conn:
+        query = products.update().where(products.c.product_id == product_id)
+        row = conn.execute(query.values(**changes, updated_at=utcnow()).returning(*products.c)).first()
+    if row is None:
+        raise NotFound(f"Product {product_id} not found.", "product_not_found")
+    return product_json(row)
+
+
+def _move_stock(conn: Connection, product_id: str, available: int, reserved: int, now: Any) -> None:
+    conn.execute(
+        products.update()
+        .where(products.c.product_id == product_id)
+        .values(
+            available_quantity=products.c.available_quantity + available,
+            reserved_quantity=products.c.reserved_quantity + reserved,
+            updated_at=now,
+        )
+    )
+
+
+def _check_matches(existing: Any, product_id: str | None, quantity: int | None) -> None:
+    if existing.product_id is None:  # a tombstone holds nothing to compare
+        return
+    if (product_id is not None and product_id != existing.product_id) or (
+        quantity is not None and quantity != existing.quantity
+    ):
+        raise Conflict("reservation_mismatch", f"Order {existing.order_id} holds a different reservation.")
+
+
+# --- audit ---------------------------------------------------------------------------------------------------
+
+
+def stock_report(engine: Engine) -> dict[str, Any]:
+    """Per product: stock columns, the ledger's sums, and the sum of held reservations."""
+    with reading(engine) as conn:
+        ledger = {
+            r.product_id: (int(r.available), int(r.reserved))
+            for r in conn.execute(
+                sa.select(
+                    stock_ledger.c.product_id,
+                    sa.func.sum(stock_ledger.c.available_delta).label("available"),
+                    sa.func.sum(stock_ledger.c.reserved_delta).label("reserved"),
+                ).group_by(stock_ledger.c.product_id)
+            )
+        }
+        held = {
+            r.product_id: int(r.held)
+            for r in conn.execute(
+                sa.select(reservations.c.product_id, sa.func.sum(reservations.c.quantity).label("held"))
+                .where(reservations.c.status == HELD)
+                .group_by(reservations.c.product_id)
+            )
+        }
+        rows = conn.execute(sa.select(products)).all()
+    return {
+        r.product_id: {
+            "available_quantity": r.available_quantity,
+            "reserved_quantity": r.reserved_quantity,
+            "ledger_available": ledger.get(r.product_id, (0, 0))[0],
+            "ledger_reserved": ledger.get(r.product_id, (0, 0))[1],
+            "held_reservations": held.get(r.product_id, 0),
+        }
+        for r in rows
+    }

@@ -1,0 +1,1 @@
+"""Code both services share: errors, request parsing, auth, health, logging, storage plumbing, serving."""

@@ -1,0 +1,59 @@
+"""The command line each service exposes: `python -m <service> serve | migrate | …`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from service_common.logs import configure_logging
+from service_common.settings import ServiceSettings
+from service_common.storage import run_migrations
+
+log = logging.getLogger(__name__)
+
+
+def main(
+    service: str,
+    settings_class: type[ServiceSettings],
+    app_factory: Callable[[Any], Any],
+    migrations: Path,
+    extra: dict[str, Callable[[Any], int]] | None = None,
+    argv: list[str] | None = None,
+) -> int:
+    commands: dict[str, Callable[[Any], int]] = {
+        "serve": lambda s: _serve(service, s, app_factory),
+        "migrate": lambda s: _migrate(migrations, s),
+        **(extra or {}),
+    }
+    parser = argparse.ArgumentParser(prog=f"python -m {service.replace('-', '_')}")
+    parser.add_argument("command", choices=sorted(commands))
+    args = parser.parse_args(argv)
+    settings = settings_class()
+    configure_logging(settings.log_level)
+    return commands[args.command](settings)
+
+
+def _migrate(migrations: Path, settings: ServiceSettings) -> int:
+    revision = run_migrations(migrations, settings.database_url)
+    log.info("schema at head", extra={"fields": {"revision": revision}})
+    return 0
+
+
+def _serve(service: str, settings: ServiceSettings, app_factory: Callable[[Any], Any]) -> int:
+    from service_common.serving import serve
+
+    serve(
+        lambda: app_factory(settings),
+        host=settings.host,
+        port=settings.port,
+        workers=settings.web_concurrency,
+        threads=settings.threads,
+        drain_flag=settings.drain_flag(service),
+        drain_seconds=settings.drain_seconds,
+        graceful_timeout=settings.graceful_timeout,
+    )
+    return 0

@@ -1,0 +1,211 @@
+"""Database plumbing both services share: engines, SQLite settings, UTC timestamps, migrations.
+
+SQLite is the embedded default (WAL, busy timeout, BEGIN IMMEDIATE for writes); PostgreSQL through
+psycopg 3 is the production engine. Correctness comes from conditional updates and constraints in the
+database, never from locks held in a process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+log = logging.getLogger(__name__)
+
+UTC = dt.timezone.utc
+
+# Serialises concurrent `migrate` runs on PostgreSQL (any constant shared by all runs of one service).
+_MIGRATION_LOCK_KEY = 0x5E4F1D
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(UTC)
+
+
+def rfc3339(value: dt.datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+class UTCDateTime(sa.TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC on the way in and out, also on SQLite which stores no offset."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: sa.Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: sa.Dialect) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+def big_id() -> sa.types.TypeEngine[int]:
+    """BIGINT on PostgreSQL; INTEGER on SQLite, where only `INTEGER PRIMARY KEY` can be AUTOINCREMENT."""
+    return sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def normalise_url(url: str) -> str:
+    """Map the standard postgresql:// form (what tools and Secrets use) to the psycopg 3 driver."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def create_db_engine(
+    url: str,
+    *,
+    pool_size: int = 5,
+    max_overflow: int = 0,
+    pool_timeout: float = 2.0,
+    statement_timeout_ms: int = 2000,
+    lock_timeout_ms: int = 1500,
+    sqlite_busy_timeout_ms: int = 2000,
+) -> Engine:
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url, busy_timeout_ms=sqlite_busy_timeout_ms)
+    options = f"-c statement_timeout={statement_timeout_ms} -c lock_timeout={lock_timeout_ms}"
+    return sa.create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        isolation_level="READ COMMITTED",
+        connect_args={"connect_timeout": 2, "options": options},
+    )
+
+
+def _sqlite_engine(url: str, *, busy_timeout_ms: int) -> Engine:
+    database = sa.engine.make_url(url).database
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"check_same_thread": False}, pool_pre_ping=True)
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take transaction control from the sqlite3 module, which would defer BEGIN (see _on_begin).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        # FULL: a commit survives power loss, as it does on PostgreSQL.
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # A deferred read-then-write transaction in WAL mode fails with SQLITE_BUSY whatever the timeout;
+        # IMMEDIATE takes the write lock up front and waits for it within busy_timeout.
+        mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def read_only(conn: Connection) -> Connection:
+    """Mark a connection's next transaction as read-only: on SQLite it then does not take the write lock."""
+    return conn.execution_options(sqlite_begin="DEFERRED")
+
+
+@contextlib.contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    with engine.connect() as conn:
+        conn = read_only(conn)
+        with conn.begin():
+            yield conn
+
+
+# --- migrations -------------------------------------------------------------------------------------------
+
+
+def alembic_config(migrations_dir: Path, url: str) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir))
+    cfg.set_main_option("sqlalchemy.url", normalise_url(url).replace("%", "%%"))
+    return cfg
+
+
+def head_revision(migrations_dir: Path) -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config(migrations_dir, "sqlite://")).get_current_head()
+
+
+def current_revision(conn: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def run_migrations(migrations_dir: Path, url: str) -> str | None:
+    """Upgrade to head. Safe to run several times at once: PostgreSQL runs hold an advisory lock."""
+    from alembic import command
+
+    cfg = alembic_config(migrations_dir, url)
+    engine = create_db_engine(url, pool_size=1, statement_timeout_ms=0, lock_timeout_ms=0)
+    try:
+        with engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+                conn.commit()
+            try:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+                conn.commit()
+            finally:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+                    conn.commit()
+            with conn.begin():
+                return current_revision(conn)
+    finally:
+        engine.dispose()
+
+
+def insert_ignoring_conflict(conn: Connection, table: sa.Table, key: list[str]) -> Any:
+    """INSERT … ON CONFLICT (key) DO NOTHING, in the dialect of the connection."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table).on_conflict_do_nothing(index_elements=key)
+
+
+def schema_checks(engine: Engine, migrations_dir: Path) -> Any:
+    """Readiness checks: the database answers and its schema is at this release's head."""
+    head = head_revision(migrations_dir)
+
+    def checks() -> dict[str, str]:
+        try:
+            with reading(engine) as conn:
+                current = current_revision(conn)
+        except sa.exc.SQLAlchemyError as exc:
+            return {"database": f"unavailable ({type(exc).__name__})", "schema": "unknown"}
+        schema = "ok" if current == head else f"at {current or 'nothing'}, expected {head}"
+        return {"database": "ok", "schema": schema}
+
+    return checks

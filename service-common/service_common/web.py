@@ -1,0 +1,68 @@
+"""The part of each app factory both services share: JSON, parsing, errors, logging, headers, health."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Response, request
+from flask_openapi3 import Info, OpenAPI
+
+from service_common.auth import register_auth
+from service_common.errors import register_error_handlers
+from service_common.health import health_blueprint
+from service_common.jsonio import OrjsonProvider, json_response
+from service_common.logs import register_request_logging
+from service_common.parsing import register_request_parsing, validation_error_response
+from service_common.settings import ServiceSettings
+
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def create_base_app(
+    service: str,
+    title: str,
+    settings: ServiceSettings,
+    ready_checks: Callable[[], dict[str, str]],
+) -> OpenAPI:
+    app = OpenAPI(
+        service,
+        info=Info(title=title, version="1.0.0"),
+        doc_prefix="/docs",
+        doc_url="/openapi.json",
+        validation_error_status=422,
+        validation_error_callback=validation_error_response,
+    )
+    app.json = OrjsonProvider(app)
+    app.config["TOKENS"] = settings.tokens()
+    app.config["SETTINGS"] = settings
+    # Logging first, so even a request refused by parsing has a request id and a log line.
+    register_request_logging(app, service)
+    register_auth(app)
+    register_request_parsing(app)
+    register_error_handlers(app)
+    register_security_headers(app)
+    app.register_blueprint(health_blueprint(ready_checks, settings.drain_flag(service)))
+    app.add_url_rule("/openapi.json", "openapi_document", lambda: json_response(app.api_doc))
+    app.wsgi_app = _terminated_input(app.wsgi_app)  # type: ignore[method-assign]
+    return app
+
+
+def _terminated_input(wsgi_app: Callable[..., Any]) -> Callable[..., Any]:
+    """Tell werkzeug that the server ends the body stream (gunicorn de-chunks it), so a chunked body is
+    read and held to MAX_CONTENT_LENGTH (413) instead of being dropped as unsafe."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        environ.setdefault("wsgi.input_terminated", True)
+        return wsgi_app(environ, start_response)
+
+    return app
+
+
+def register_security_headers(app: OpenAPI) -> None:
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        if request.method in _WRITE_METHODS:
+            response.headers["Cache-Control"] = "no-store"
+        return response
