@@ -75,15 +75,15 @@ def inventory_blueprint(engine: Engine, settings: Settings) -> APIBlueprint:
     def release(body: schemas.ReleaseRequest) -> Response:
         return json_response(storage.release(engine, body.order_id, body.product_id, body.quantity))
 
-    @bp.post(
-        "/inventory/commit", tags=[_RESERVATIONS], responses={200: schemas.Reservation, 401: _E, 404: _E, 409: _E}
-    )
+    @bp.post("/inventory/commit", tags=[_RESERVATIONS], responses={200: schemas.Reservation, 401: _E, 404: _E, 409: _E})
     @require_token("service")
     def commit(body: schemas.CommitRequest) -> Response:
         return json_response(storage.commit(engine, body.order_id))
 
     @bp.get(
-        "/inventory/reservations/<order_id>", tags=[_RESERVATIONS], responses={200: schemas.Reservation, 401: _E, 404: _E}
+        "/inventory/reservations/<order_id>",
+        tags=[_RESERVATIONS],
+        responses={200: schemas.Reservation, 401: _E, 404: _E},
     )
     @require_token("service", "admin")
     def get_reservation(path: schemas.OrderPath) -> Response:
@@ -110,9 +110,7 @@ def inventory_blueprint(engine: Engine, settings: Settings) -> APIBlueprint:
             raise ApiError(422, "validation_error", "body: give name or price")
         return json_response(storage.update_product(engine, _product_id(path.product_id), changes))
 
-    @bp.post(
-        "/inventory/<product_id>/restock", tags=[_PRODUCTS], responses={200: schemas.Product, 401: _E, 404: _E}
-    )
+    @bp.post("/inventory/<product_id>/restock", tags=[_PRODUCTS], responses={200: schemas.Product, 401: _E, 404: _E})
     @require_token("admin")
     def restock(path: schemas.ProductPath, body: schemas.RestockRequest) -> Response:
         _check_quantity(body.quantity, settings.max_restock)

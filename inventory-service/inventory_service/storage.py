@@ -221,7 +221,9 @@ def reserve(engine: Engine, order_id: str, product_id: str, quantity: int) -> Re
     return ReserveResult(reservation_json(existing), created=False)
 
 
-def release(engine: Engine, order_id: str, product_id: str | None = None, quantity: int | None = None) -> dict[str, Any]:
+def release(
+    engine: Engine, order_id: str, product_id: str | None = None, quantity: int | None = None
+) -> dict[str, Any]:
     """Make `order_id` hold nothing: release a held reservation exactly once, or leave a tombstone."""
     now = utcnow()
     with engine.begin() as conn:

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 
 log = logging.getLogger(__name__)
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 # Serialises concurrent `migrate` runs on PostgreSQL (any constant shared by all runs of one service).
 _MIGRATION_LOCK_KEY = 0x5E4F1D
@@ -209,3 +209,15 @@ def schema_checks(engine: Engine, migrations_dir: Path) -> Any:
         return {"database": "ok", "schema": schema}
 
     return checks
+
+
+def engine_for(settings: Any) -> Engine:
+    """The engine a service process uses, sized and bounded by its settings (ServiceSettings)."""
+    return create_db_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        pool_timeout=settings.db_pool_timeout,
+        statement_timeout_ms=settings.statement_timeout_ms,
+        lock_timeout_ms=settings.lock_timeout_ms,
+        sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+    )

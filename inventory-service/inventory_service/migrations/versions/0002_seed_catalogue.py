@@ -47,12 +47,19 @@ ledger = sa.table(
 
 
 def upgrade() -> None:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     op.bulk_insert(
         products,
         [
-            {"product_id": p, "name": n, "price": price, "available_quantity": q, "reserved_quantity": 0,
-             "created_at": now, "updated_at": now}
+            {
+                "product_id": p,
+                "name": n,
+                "price": price,
+                "available_quantity": q,
+                "reserved_quantity": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
             for p, n, price, q in CATALOGUE
         ],
     )

@@ -1,0 +1,32 @@
+# The two commands: `make run` and `make test`. Everything installs into .venv from pinned files.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+REQUIREMENTS := inventory-service/requirements.txt order-service/requirements.txt requirements-dev.txt
+
+.PHONY: install run test lint cluster bench clean
+
+$(STAMP): $(REQUIREMENTS) service-common/pyproject.toml inventory-service/pyproject.toml order-service/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(addprefix -r ,$(REQUIREMENTS))
+	$(BIN)/python -m pip install --quiet --no-deps -e service-common -e inventory-service -e order-service
+	touch $@
+
+install: $(STAMP)
+
+## Both services on SQLite under ./data/, in the foreground; Ctrl-C stops both.
+run: install
+	$(BIN)/python local/run.py
+
+## The whole test suite (PostgreSQL tests need TEST_DATABASE_URL; system programs are skipped if absent).
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,147 @@
+"""The order service's one way to reach inventory: a pooled keep-alive client with timeouts, bounded
+jittered retries (every inventory write is idempotent by order_id, so a retry is safe) and a circuit
+breaker that fails fast while inventory is down."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+import pybreaker
+import urllib3
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from order_service.settings import Settings
+from service_common.logs import REQUEST_ID_HEADER, current_request_id
+
+log = logging.getLogger(__name__)
+
+_RETRYABLE_STATUSES = frozenset({502, 503, 504})
+
+
+class InventoryUnavailable(Exception):
+    """Inventory could not be reached, timed out, answered 5xx, or the circuit is open."""
+
+
+class InventoryRefused(Exception):
+    """Inventory answered with a 4xx: a decision, not an outage."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class _Retryable(Exception):
+    pass
+
+
+class InventoryClient:
+    def __init__(self, settings: Settings) -> None:
+        self._base = settings.inventory_url.rstrip("/")
+        self._headers = {"Content-Type": "application/json"}
+        if settings.service_token:
+            self._headers["Authorization"] = f"Bearer {settings.service_token}"
+        self._pool = urllib3.PoolManager(
+            num_pools=4,
+            maxsize=max(settings.threads, 4),
+            block=False,
+            retries=False,
+            timeout=urllib3.Timeout(connect=settings.inventory_connect_timeout, read=settings.inventory_read_timeout),
+        )
+        self._attempts = settings.inventory_retries + 1
+        self._backoff_max = settings.inventory_backoff_max
+        self.breaker = pybreaker.CircuitBreaker(
+            fail_max=settings.breaker_fail_max,
+            reset_timeout=settings.breaker_reset_seconds,
+            exclude=[InventoryRefused],
+            name="inventory",
+        )
+
+    # --- the calls -------------------------------------------------------------------------------------------
+
+    def reserve(self, order_id: str, product_id: str, quantity: int) -> dict[str, Any]:
+        body = {"order_id": order_id, "product_id": product_id, "quantity": quantity}
+        return self._call("POST", "/inventory/reserve", body)
+
+    def release(self, order_id: str, product_id: str | None = None, quantity: int | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"order_id": order_id}
+        if product_id is not None:
+            body["product_id"] = product_id
+        if quantity is not None:
+            body["quantity"] = quantity
+        return self._call("POST", "/inventory/release", body)
+
+    def commit(self, order_id: str) -> dict[str, Any]:
+        return self._call("POST", "/inventory/commit", {"order_id": order_id})
+
+    def reservation(self, order_id: str) -> dict[str, Any] | None:
+        try:
+            return self._call("GET", f"/inventory/reservations/{order_id}")
+        except InventoryRefused as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def stock_report(self) -> dict[str, Any]:
+        return self._call("GET", "/inventory/audit")
+
+    # --- plumbing --------------------------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        try:
+            return self.breaker.call(self._with_retries, method, path, body)
+        except pybreaker.CircuitBreakerError as exc:
+            raise InventoryUnavailable("circuit open") from exc
+        except _Retryable as exc:
+            raise InventoryUnavailable(str(exc)) from exc
+
+    def _with_retries(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+        retrying = Retrying(
+            retry=retry_if_exception_type(_Retryable),
+            stop=stop_after_attempt(self._attempts),
+            wait=wait_random_exponential(multiplier=0.05, max=self._backoff_max),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        return retrying(self._once, method, path, body)
+
+    def _once(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+        headers = dict(self._headers)
+        request_id = current_request_id()
+        if request_id:
+            headers[REQUEST_ID_HEADER] = request_id
+        try:
+            response = self._pool.request(
+                method,
+                self._base + path,
+                body=orjson.dumps(body) if body is not None else None,
+                headers=headers,
+            )
+        except urllib3.exceptions.HTTPError as exc:  # connect/read timeouts, refused or dropped connections
+            raise _Retryable(f"{method} {path}: {type(exc).__name__}") from exc
+        if response.status in _RETRYABLE_STATUSES:
+            raise _Retryable(f"{method} {path}: HTTP {response.status}")
+        try:
+            payload = orjson.loads(response.data) if response.data else {}
+        except orjson.JSONDecodeError as exc:
+            raise _Retryable(f"{method} {path}: unreadable answer") from exc
+        if 400 <= response.status < 500:
+            error = payload.get("error", {}) if isinstance(payload, dict) else {}
+            raise InventoryRefused(response.status, str(error.get("code", "refused")), str(error.get("message", "")))
+        if response.status >= 500:  # a fault in inventory, not a passing outage: counted, not retried
+            raise InventoryUnavailable(f"{method} {path}: HTTP {response.status}")
+        return payload
+
+
+def _log_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    log.warning("retrying inventory call", extra={"fields": {"attempt": state.attempt_number, "reason": str(exc)}})

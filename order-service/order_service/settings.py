@@ -1,0 +1,44 @@
+"""Order settings: the shared ones (service_common.settings) plus the inventory client and the saga's."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from service_common.settings import ServiceSettings
+
+# Time a request may spend on its own database work around the inventory calls.
+_DATABASE_MARGIN = 2.0
+
+
+class Settings(ServiceSettings):
+    database_url: str = Field("sqlite:///data/orders.db", description="The order service's own database.")
+    port: int = Field(30000, description="Port the order service listens on.")
+    inventory_url: str = Field("http://127.0.0.1:5001", description="Base URL of the inventory service.")
+    inventory_connect_timeout: float = Field(1.0, gt=0, description="Seconds to connect to inventory.")
+    inventory_read_timeout: float = Field(3.0, gt=0, description="Seconds to wait for inventory's answer.")
+    inventory_retries: int = Field(2, ge=0, description="Retries after a failed inventory call (all idempotent).")
+    inventory_backoff_max: float = Field(0.5, ge=0, description="Longest pause between two retries, seconds.")
+    breaker_fail_max: int = Field(5, ge=1, description="Failed calls in a row that open the circuit.")
+    breaker_reset_seconds: float = Field(5.0, gt=0, description="Seconds the circuit stays open before a probe.")
+    idempotency_ttl_hours: float = Field(24.0, gt=0, description="How long an Idempotency-Key is remembered.")
+    idempotency_wait_seconds: float = Field(5.0, ge=0, description="How long a duplicate waits for the first.")
+    recovery_grace_seconds: float = Field(30.0, gt=0, description="Age after which the worker resolves an order.")
+    worker_interval_seconds: float = Field(1.0, gt=0, description="Pause between two passes of the worker.")
+    worker_batch: int = Field(50, ge=1, description="Orders one worker pass claims at most.")
+    failpoints: str = Field("", description="TEST ONLY: step=crash,... makes the process exit at a named step.")
+
+    def worst_inventory_call(self) -> float:
+        """Longest one inventory call can take, retries and pauses included."""
+        attempts = self.inventory_retries + 1
+        per_try = self.inventory_connect_timeout + self.inventory_read_timeout
+        return attempts * per_try + self.inventory_retries * self.inventory_backoff_max
+
+    @model_validator(mode="after")
+    def _grace_covers_a_request(self) -> Settings:
+        # The worker must never act on an order whose request may still be talking to inventory.
+        if self.recovery_grace_seconds <= self.worst_inventory_call() + _DATABASE_MARGIN:
+            raise ValueError(
+                f"RECOVERY_GRACE_SECONDS ({self.recovery_grace_seconds}) must exceed the worst case of one "
+                f"request ({self.worst_inventory_call():.1f}s of inventory calls plus a margin)"
+            )
+        return self
