@@ -120,3 +120,15 @@ def services(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 @pytest.fixture
 def api(services: Stack) -> Api:
     return Api(services)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI (FORBID_SKIPS=1) every program and database is installed, so a skipped test is a failure."""
+    if not os.environ.get("FORBID_SKIPS"):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
+    if skipped and session.exitstatus == 0:
+        if reporter:
+            reporter.write_line(f"FORBID_SKIPS: {skipped} test(s) skipped; in CI nothing may skip", red=True)
+        session.exitstatus = 1
