@@ -30,3 +30,8 @@ lint: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+## N (REPLICAS, default 3) replicas of each service on PostgreSQL behind HAProxy on 30000 / 5001.
+cluster: install
+	@command -v haproxy >/dev/null || { echo "make cluster needs HAProxy (apt-get install haproxy)"; exit 1; }
+	$(BIN)/python -m local.cluster

@@ -22,6 +22,7 @@ TOKENS = DATA / "tokens.env"
 
 def load_tokens() -> dict[str, str]:
     """SERVICE_TOKEN and ADMIN_TOKEN from the environment, else from ./data/tokens.env (made once)."""
+    DATA.mkdir(exist_ok=True)
     stored: dict[str, str] = {}
     if TOKENS.exists():
         for line in TOKENS.read_text().splitlines():

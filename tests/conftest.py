@@ -34,17 +34,14 @@ def requires_program(name: str) -> pytest.MarkDecorator:
 class Api:
     """HTTP against a running stack, with the tokens each caller would have."""
 
-    def __init__(self, stack: Stack) -> None:
-        self.stack = stack
+    def __init__(self, order_url: str, inventory_url: str) -> None:
+        self.order_url = order_url
+        self.inventory_url = inventory_url
         self.http = requests.Session()
 
-    @property
-    def order_url(self) -> str:
-        return self.stack.order.url
-
-    @property
-    def inventory_url(self) -> str:
-        return self.stack.inventory.url
+    @classmethod
+    def of(cls, stack: Stack) -> Api:
+        return cls(stack.order.url, stack.inventory.url)
 
     # orders
     def place(self, product_id: str, quantity: int, customer_id: str | None = None, **kw: Any) -> requests.Response:
@@ -119,7 +116,7 @@ def services(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
 
 @pytest.fixture
 def api(services: Stack) -> Api:
-    return Api(services)
+    return Api.of(services)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -14,7 +14,7 @@ from tests.topology import stack
 @pytest.mark.parametrize("kind", ENGINES)
 def test_restart_keeps_orders_stock_and_ids(tmp_path: Path, kind: str) -> None:
     with stack(tmp_path, kind) as s:
-        api = Api(s)
+        api = Api.of(s)
         product = api.new_product(20)
         placed = [api.place(product, 2).json() for _ in range(3)]
         cancelled = api.cancel(placed[0]["order_id"]).json()

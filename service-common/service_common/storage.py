@@ -156,9 +156,10 @@ def head_revision(migrations_dir: Path) -> str | None:
 
 
 def current_revision(conn: Connection) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
-    return MigrationContext.configure(conn).get_current_revision()
+    """The schema revision alembic recorded (one linear history per service), or None before any."""
+    if not sa.inspect(conn).has_table("alembic_version"):
+        return None
+    return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def run_migrations(migrations_dir: Path, url: str) -> str | None:
