@@ -13,6 +13,7 @@ from inventory_service import schemas, storage
 from inventory_service.settings import Settings
 from service_common.auth import require_token
 from service_common.errors import ApiError, ErrorResponse, NotFound
+from service_common.failpoints import FailPoints
 from service_common.jsonio import json_response
 from service_common.money import to_money
 from service_common.parsing import is_identifier
@@ -59,6 +60,8 @@ def inventory_blueprint(engine: Engine, settings: Settings) -> APIBlueprint:
         _check_quantity(body.quantity, settings.max_quantity)
         return json_response(storage.check(engine, body.product_id, body.quantity))
 
+    failpoints = FailPoints(settings.failpoints)
+
     @bp.post(
         "/inventory/reserve",
         tags=[_RESERVATIONS],
@@ -68,6 +71,7 @@ def inventory_blueprint(engine: Engine, settings: Settings) -> APIBlueprint:
     def reserve(body: schemas.ReserveRequest) -> Response:
         _check_quantity(body.quantity, settings.max_quantity)
         result = storage.reserve(engine, body.order_id, body.product_id, body.quantity)
+        failpoints.hit("inventory_after_reserve")  # committed, the answer not yet sent
         return json_response(result.reservation, 201 if result.created else 200)
 
     @bp.post("/inventory/release", tags=[_RESERVATIONS], responses={200: schemas.Reservation, 401: _E, 409: _E})
@@ -90,6 +94,13 @@ def inventory_blueprint(engine: Engine, settings: Settings) -> APIBlueprint:
         if not is_identifier(path.order_id):
             raise NotFound(f"No reservation for order {path.order_id[:64]}.", "reservation_not_found")
         return json_response(storage.get_reservation(engine, path.order_id))
+
+    @bp.get("/inventory/audit", tags=[_RESERVATIONS], responses={200: schemas.StockAudit, 401: _E})
+    @require_token("service", "admin")
+    def audit() -> Response:
+        return json_response(
+            {"products": storage.stock_report(engine), "reservations": storage.list_reservations(engine)}
+        )
 
     @bp.post("/inventory", tags=[_PRODUCTS], responses={201: schemas.Product, 401: _E, 409: _E})
     @require_token("admin")

@@ -51,15 +51,19 @@ class RestockRequest(Strict):
     quantity: Quantity = Field(ge=1)
 
 
+# Free text, but never U+0000: PostgreSQL text cannot hold it (a 500 there, stored on SQLite).
+_NO_NUL = r"^[^\x00]*$"
+
+
 class CreateProductRequest(Strict):
     product_id: Identifier
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=_NO_NUL)
     price: float | int = Field(ge=0, le=9_999_999_999.99)
     quantity: Quantity = Field(0, ge=0)
 
 
 class UpdateProductRequest(Strict):
-    name: str | None = Field(None, min_length=1, max_length=200)
+    name: str | None = Field(None, min_length=1, max_length=200, pattern=_NO_NUL)
     price: float | int | None = Field(None, ge=0, le=9_999_999_999.99)
 
 
@@ -91,3 +95,24 @@ class Reservation(BaseModel):
     status: Literal["held", "released", "committed"]
     created_at: str
     updated_at: str
+
+
+class ProductStock(BaseModel):
+    available_quantity: int
+    reserved_quantity: int
+    ledger_available: int = Field(description="Sum of the ledger's available deltas; equals available_quantity.")
+    ledger_reserved: int = Field(description="Sum of the ledger's reserved deltas; equals reserved_quantity.")
+    held_reservations: int = Field(description="Units in held reservations; equals reserved_quantity.")
+
+
+class ReservationSummary(BaseModel):
+    order_id: str
+    product_id: str | None
+    quantity: int | None
+    status: Literal["held", "released", "committed"]
+    updated_at: str
+
+
+class StockAudit(BaseModel):
+    products: dict[str, ProductStock]
+    reservations: list[ReservationSummary]

@@ -349,6 +349,29 @@ def _check_matches(existing: Any, product_id: str | None, quantity: int | None) 
 # --- audit ---------------------------------------------------------------------------------------------------
 
 
+def list_reservations(engine: Engine) -> list[dict[str, Any]]:
+    """Every reservation that holds or held stock (tombstones left out), for the cross-service audit."""
+    query = sa.select(
+        reservations.c.order_id,
+        reservations.c.product_id,
+        reservations.c.quantity,
+        reservations.c.status,
+        reservations.c.updated_at,
+    ).where(reservations.c.product_id.is_not(None))
+    with reading(engine) as conn:
+        rows = conn.execute(query).all()
+    return [
+        {
+            "order_id": r.order_id,
+            "product_id": r.product_id,
+            "quantity": r.quantity,
+            "status": r.status,
+            "updated_at": rfc3339(r.updated_at),
+        }
+        for r in rows
+    ]
+
+
 def stock_report(engine: Engine) -> dict[str, Any]:
     """Per product: stock columns, the ledger's sums, and the sum of held reservations."""
     with reading(engine) as conn:

@@ -1,11 +1,23 @@
-"""`python -m order_service serve | migrate | worker`."""
+"""`python -m order_service serve | migrate | worker | audit`."""
 
 import sys
 
+import orjson
+
 from order_service import MIGRATIONS, SERVICE, create_app, create_saga
+from order_service.audit import audit
 from order_service.settings import Settings
 from order_service.worker import run_forever
 from service_common.cli import main
 
+
+def _audit(settings: Settings) -> int:
+    """Print the consistency report as JSON; exit 0 when consistent, 1 when not."""
+    report = audit(create_saga(settings))
+    print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+    return 0 if report["consistent"] else 1
+
+
 if __name__ == "__main__":
-    sys.exit(main(SERVICE, Settings, create_app, MIGRATIONS, extra={"worker": lambda s: run_forever(create_saga(s))}))
+    commands = {"worker": lambda s: run_forever(create_saga(s)), "audit": _audit}
+    sys.exit(main(SERVICE, Settings, create_app, MIGRATIONS, extra=commands))

@@ -6,6 +6,7 @@ from flask import Response, g, request
 from flask_openapi3 import APIBlueprint, Tag
 
 from order_service import schemas, storage
+from order_service.audit import audit as run_audit
 from order_service.saga import OrderRequest, OrderSaga, Outcome
 from order_service.settings import Settings
 from service_common.auth import require_token
@@ -14,6 +15,7 @@ from service_common.jsonio import json_response
 from service_common.parsing import bodyless
 
 _ORDERS = Tag(name="orders", description="Customer orders")
+_ADMIN = Tag(name="admin", description="Operators (admin token)")
 _E = ErrorResponse
 _COMMON = {400: _E, 413: _E, 415: _E, 422: _E, 503: _E}
 
@@ -86,5 +88,11 @@ def orders_blueprint(saga: OrderSaga, settings: Settings) -> APIBlueprint:
     @bodyless
     def fulfil_order(path: schemas.OrderPath) -> Response:
         return _answer(saga.fulfil(_number(path.order_id)))
+
+    @bp.get("/admin/audit", tags=[_ADMIN], responses={200: schemas.AuditReport, 401: _E, 409: schemas.AuditReport})
+    @require_token("admin")
+    def audit() -> Response:
+        report = run_audit(saga)
+        return json_response(report, 200 if report["consistent"] else 409)
 
     return bp

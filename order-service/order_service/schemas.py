@@ -59,3 +59,16 @@ class Order(BaseModel):
 class OrderList(BaseModel):
     orders: list[Order]
     total_count: int
+
+
+class Discrepancy(BaseModel):
+    kind: str = Field(description="e.g. confirmed_without_reservation, reserved_mismatch, ledger_mismatch.")
+    subject: str = Field(description="The order or product concerned.")
+    detail: str
+
+
+class AuditReport(BaseModel):
+    consistent: bool
+    checked: dict[str, int]
+    discrepancy_count: int
+    discrepancies: list[Discrepancy] = Field(description="The first 50.")

@@ -25,7 +25,6 @@ class Settings(ServiceSettings):
     recovery_grace_seconds: float = Field(30.0, gt=0, description="Age after which the worker resolves an order.")
     worker_interval_seconds: float = Field(1.0, gt=0, description="Pause between two passes of the worker.")
     worker_batch: int = Field(50, ge=1, description="Orders one worker pass claims at most.")
-    failpoints: str = Field("", description="TEST ONLY: step=crash,... makes the process exit at a named step.")
 
     def worst_inventory_call(self) -> float:
         """Longest one inventory call can take, retries and pauses included."""
