@@ -18,6 +18,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from order_service import metrics
 from order_service.settings import Settings
 from service_common.logs import REQUEST_ID_HEADER, current_request_id
 
@@ -64,6 +65,7 @@ class InventoryClient:
             reset_timeout=settings.breaker_reset_seconds,
             exclude=[InventoryRefused],
             name="inventory",
+            listeners=[_BreakerMetrics()],
         )
 
     # --- the calls -------------------------------------------------------------------------------------------
@@ -97,12 +99,23 @@ class InventoryClient:
     # --- plumbing --------------------------------------------------------------------------------------------
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        operation = path.split("/")[2]  # reserve, release, commit, reservations, audit
         try:
-            return self.breaker.call(self._with_retries, method, path, body)
+            result = self.breaker.call(self._with_retries, method, path, body)
         except pybreaker.CircuitBreakerError as exc:
+            metrics.inventory_call(operation, "circuit_open")
             raise InventoryUnavailable("circuit open") from exc
         except _Retryable as exc:
+            metrics.inventory_call(operation, "unavailable")
             raise InventoryUnavailable(str(exc)) from exc
+        except InventoryRefused as exc:
+            metrics.inventory_call(operation, f"refused_{exc.status}")
+            raise
+        except InventoryUnavailable:
+            metrics.inventory_call(operation, "error")
+            raise
+        metrics.inventory_call(operation, "ok")
+        return result
 
     def _with_retries(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
         retrying = Retrying(
@@ -142,6 +155,16 @@ class InventoryClient:
         return payload
 
 
+class _BreakerMetrics(pybreaker.CircuitBreakerListener):
+    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
+        log.warning(
+            "inventory circuit %s", new_state.name, extra={"fields": {"from": getattr(old_state, "name", None)}}
+        )
+        metrics.breaker_open(new_state.name == pybreaker.STATE_OPEN)
+
+
 def _log_retry(state: RetryCallState) -> None:
     exc = state.outcome.exception() if state.outcome else None
+    path = state.args[1] if len(state.args) > 1 else "/inventory/unknown"
+    metrics.inventory_retry(str(path).split("/")[2])
     log.warning("retrying inventory call", extra={"fields": {"attempt": state.attempt_number, "reason": str(exc)}})

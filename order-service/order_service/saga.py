@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from order_service import storage
+from order_service import metrics, storage
 from order_service.inventory_client import InventoryClient, InventoryRefused, InventoryUnavailable
 from order_service.settings import Settings
 from service_common.errors import ApiError, Conflict, NotFound, error_body
@@ -121,6 +121,7 @@ class OrderSaga:
         )
         if row is None:
             return self._settled_elsewhere(order.id)
+        metrics.saga_outcome("confirmed")
         return Outcome(201, body, {}, storage.format_order_id(order.id))
 
     def _reject(self, order: Any, refusal: InventoryRefused) -> Outcome:
@@ -136,6 +137,7 @@ class OrderSaga:
         )
         if row is None:
             return self._settled_elsewhere(order.id)
+        metrics.saga_outcome("rejected")
         return Outcome(status, body, {}, storage.format_order_id(order.id))
 
     def _fail(self, order: Any) -> Outcome:
@@ -154,6 +156,7 @@ class OrderSaga:
         )
         if row is None:
             return self._settled_elsewhere(order.id)
+        metrics.saga_outcome("failed")
         self.failpoints.hit("after_failing")
         self.finish_failing(row)
         return Outcome(503, body, {"Retry-After": _RETRY_AFTER}, storage.format_order_id(order.id))
@@ -227,6 +230,8 @@ class OrderSaga:
         done = storage.transition(
             self.engine, order.id, storage.CANCELLING, storage.CANCELLED, cancelled_at=storage.utcnow()
         )
+        if done is not None:
+            metrics.saga_outcome("cancelled")
         return done or storage.get_order(self.engine, order.id)
 
     # --- fulfilling ------------------------------------------------------------------------------------------
@@ -253,6 +258,8 @@ class OrderSaga:
         done = storage.transition(
             self.engine, order.id, storage.FULFILLING, storage.FULFILLED, fulfilled_at=storage.utcnow()
         )
+        if done is not None:
+            metrics.saga_outcome("fulfilled")
         return done or storage.get_order(self.engine, order.id)
 
     # --- recovery --------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import signal
 import threading
 from typing import Any
 
-from order_service import storage
+from order_service import metrics, storage
 from order_service.inventory_client import InventoryRefused, InventoryUnavailable
 from order_service.saga import OrderSaga
 
@@ -40,6 +40,9 @@ def run_pass(saga: OrderSaga) -> dict[str, int]:
                 extra={"fields": {"order_id": storage.format_order_id(order.id), "reason": str(exc)}},
             )
         counts[action] = counts.get(action, 0) + 1
+        metrics.worker_action(action)
+        if action not in ("deferred", "skipped"):
+            metrics.saga_outcome("recovered")
         log.info(
             "recovered order",
             extra={"fields": {"order_id": storage.format_order_id(order.id), "from": order.status, "action": action}},

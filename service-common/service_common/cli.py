@@ -43,8 +43,11 @@ def _migrate(migrations: Path, settings: ServiceSettings) -> int:
 
 
 def _serve(service: str, settings: ServiceSettings, app_factory: Callable[[Any], Any]) -> int:
+    from service_common.metrics import mark_worker_dead, prepare_multiprocess_dir
     from service_common.serving import serve
 
+    # Before anything imports prometheus_client, in the master, so every worker inherits it.
+    prepare_multiprocess_dir(settings.scratch_path(service) / "metrics")
     serve(
         lambda: app_factory(settings),
         host=settings.host,
@@ -54,5 +57,6 @@ def _serve(service: str, settings: ServiceSettings, app_factory: Callable[[Any],
         drain_flag=settings.drain_flag(service),
         drain_seconds=settings.drain_seconds,
         graceful_timeout=settings.graceful_timeout,
+        on_child_exit=mark_worker_dead,
     )
     return 0

@@ -14,6 +14,17 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
+from gunicorn.http import wsgi as gunicorn_wsgi
+
+_default_headers = gunicorn_wsgi.Response.default_headers
+
+
+def _headers_without_banner(self: Any) -> list[str]:
+    # gunicorn always sends `Server: gunicorn`; a version banner tells an attacker what to try.
+    return [h for h in _default_headers(self) if not h.startswith("Server:")]
+
+
+gunicorn_wsgi.Response.default_headers = _headers_without_banner  # type: ignore[method-assign]
 
 
 class _DrainingArbiter(Arbiter):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from flask import Response, request
+from flask import Response, redirect, request
 from flask_openapi3 import Info, OpenAPI
 
 from service_common.auth import register_auth
@@ -13,6 +13,7 @@ from service_common.errors import register_error_handlers
 from service_common.health import health_blueprint
 from service_common.jsonio import OrjsonProvider, json_response
 from service_common.logs import register_request_logging
+from service_common.metrics import register_metrics
 from service_common.parsing import register_request_parsing, validation_error_response
 from service_common.settings import ServiceSettings
 
@@ -24,6 +25,7 @@ def create_base_app(
     title: str,
     settings: ServiceSettings,
     ready_checks: Callable[[], dict[str, str]],
+    collectors: Iterable[Any] = (),
 ) -> OpenAPI:
     app = OpenAPI(
         service,
@@ -42,8 +44,11 @@ def create_base_app(
     register_request_parsing(app)
     register_error_handlers(app)
     register_security_headers(app)
+    register_metrics(app, service, collectors)
     app.register_blueprint(health_blueprint(ready_checks, settings.drain_flag(service)))
     app.add_url_rule("/openapi.json", "openapi_document", lambda: json_response(app.api_doc))
+    # Interactive docs from flask-openapi3-swagger's bundled assets (no CDN): /docs → /docs/swagger.
+    app.add_url_rule("/docs", "docs", lambda: redirect("/docs/swagger"), strict_slashes=True)
     app.wsgi_app = _terminated_input(app.wsgi_app)  # type: ignore[method-assign]
     return app
 

@@ -1,0 +1,46 @@
+"""Order metrics: saga outcomes, calls to inventory (results, retries, breaker state), worker actions.
+
+Created on first use (never at import), so `serve` can point prometheus-client at its multiprocess
+directory first.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+
+@functools.cache
+def _metrics() -> dict[str, Any]:
+    from prometheus_client import Counter, Gauge
+
+    return {
+        "saga": Counter("order_saga_outcomes_total", "Orders reaching an outcome.", ["outcome"]),
+        "calls": Counter("inventory_calls_total", "Calls to inventory by result.", ["operation", "result"]),
+        "retries": Counter("inventory_call_retries_total", "Retries of calls to inventory.", ["operation"]),
+        "breaker": Gauge(
+            "inventory_circuit_open", "1 while the circuit to inventory is open.", multiprocess_mode="max"
+        ),
+        "worker": Counter("order_worker_actions_total", "What the recovery worker did.", ["action"]),
+    }
+
+
+def saga_outcome(outcome: str) -> None:
+    """confirmed, rejected, failed, cancelled, fulfilled, recovered."""
+    _metrics()["saga"].labels(outcome).inc()
+
+
+def inventory_call(operation: str, result: str) -> None:
+    _metrics()["calls"].labels(operation, result).inc()
+
+
+def inventory_retry(operation: str) -> None:
+    _metrics()["retries"].labels(operation).inc()
+
+
+def breaker_open(is_open: bool) -> None:
+    _metrics()["breaker"].set(1 if is_open else 0)
+
+
+def worker_action(action: str) -> None:
+    _metrics()["worker"].labels(action).inc()
