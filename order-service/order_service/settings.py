@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from service_common.settings import ServiceSettings
@@ -26,11 +29,29 @@ class Settings(ServiceSettings):
     worker_interval_seconds: float = Field(1.0, gt=0, description="Pause between two passes of the worker.")
     worker_batch: int = Field(50, ge=1, description="Orders one worker pass claims at most.")
 
+    customer_auth: Literal["none", "jwt"] = Field(
+        "none", description="jwt: customers are who a verified JWT's `sub` says; they see only their orders."
+    )
+    jwt_public_key_file: Path | None = Field(None, description="PEM public key that verifies customer JWTs.")
+    jwt_jwks_file: Path | None = Field(None, description="JWKS file (keys chosen by `kid`), instead of a PEM.")
+    jwt_algorithms: list[Literal["RS256", "RS384", "RS512", "ES256", "ES384", "EdDSA"]] = Field(
+        ["RS256", "ES256"], description="Accepted signature algorithms; asymmetric only, never `none`."
+    )
+    jwt_audience: str = Field("order-service", description="Required `aud` claim.")
+    jwt_issuer: str | None = Field(None, description="Required `iss` claim, when set.")
+    jwt_leeway_seconds: float = Field(30.0, ge=0, description="Clock skew allowed on exp / nbf.")
+
     def worst_inventory_call(self) -> float:
         """Longest one inventory call can take, retries and pauses included."""
         attempts = self.inventory_retries + 1
         per_try = self.inventory_connect_timeout + self.inventory_read_timeout
         return attempts * per_try + self.inventory_retries * self.inventory_backoff_max
+
+    @model_validator(mode="after")
+    def _jwt_has_a_key(self) -> Settings:
+        if self.customer_auth == "jwt" and not (self.jwt_public_key_file or self.jwt_jwks_file):
+            raise ValueError("CUSTOMER_AUTH=jwt needs JWT_PUBLIC_KEY_FILE or JWT_JWKS_FILE")
+        return self
 
     @model_validator(mode="after")
     def _grace_covers_a_request(self) -> Settings:
