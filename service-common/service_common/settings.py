@@ -31,6 +31,9 @@ class ServiceSettings(BaseSettings):
     lock_timeout_ms: int = Field(1500, ge=0, description="PostgreSQL lock_timeout per connection.")
     sqlite_busy_timeout_ms: int = Field(2000, ge=0, description="SQLite busy_timeout per connection.")
     max_quantity: int = Field(10000, ge=1, description="Largest quantity one request may ask for.")
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None, description="OTLP/HTTP collector base URL; tracing is off (and free) when unset."
+    )
     failpoints: str = Field("", description="TEST ONLY: `step,step` makes the process exit at those steps.")
 
     def scratch_path(self, service: str) -> Path:

@@ -16,6 +16,7 @@ from service_common.logs import register_request_logging
 from service_common.metrics import register_metrics
 from service_common.parsing import register_request_parsing, validation_error_response
 from service_common.settings import ServiceSettings
+from service_common.tracing import configure_tracing
 
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -50,6 +51,7 @@ def create_base_app(
     # Interactive docs from flask-openapi3-swagger's bundled assets (no CDN): /docs → /docs/swagger.
     app.add_url_rule("/docs", "docs", lambda: redirect("/docs/swagger"), strict_slashes=True)
     app.wsgi_app = _terminated_input(app.wsgi_app)  # type: ignore[method-assign]
+    configure_tracing(app, service, settings.otel_exporter_otlp_endpoint)
     return app
 
 
