@@ -28,6 +28,7 @@ class Settings(ServiceSettings):
     recovery_grace_seconds: float = Field(30.0, gt=0, description="Age after which the worker resolves an order.")
     worker_interval_seconds: float = Field(1.0, gt=0, description="Pause between two passes of the worker.")
     worker_batch: int = Field(50, ge=1, description="Orders one worker pass claims at most.")
+    worker_metrics_port: int = Field(0, ge=0, description="Port of the worker's /metrics; 0: not served.")
 
     customer_auth: Literal["none", "jwt"] = Field(
         "none", description="jwt: customers are who a verified JWT's `sub` says; they see only their orders."

@@ -71,6 +71,11 @@ def run_forever(saga: OrderSaga) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    if saga.settings.worker_metrics_port:
+        from prometheus_client import start_http_server
+
+        # The worker is its own Deployment: it serves its own /metrics for the scrape annotations.
+        start_http_server(saga.settings.worker_metrics_port, addr=saga.settings.host)
     log.info("worker started", extra={"fields": {"grace_seconds": saga.settings.recovery_grace_seconds}})
     while not stop.is_set():
         try:
