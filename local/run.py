@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "data"
+# DATA_DIR moves it elsewhere (the tests do, to leave ./data alone).
+DATA = Path(os.environ.get("DATA_DIR") or ROOT / "data").resolve()
 TOKENS = DATA / "tokens.env"
 
 

@@ -124,7 +124,7 @@ class Process:
         """SIGKILL the server and its worker processes: nothing gets to clean up."""
         if self.proc is None or self.proc.poll() is not None:
             return
-        for pid in _descendants(self.proc.pid):
+        for pid in descendants(self.proc.pid):
             _kill(pid)
         _kill(self.proc.pid)
         self.proc.wait()
@@ -139,10 +139,10 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def _descendants(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
     children = [int(p) for p in out.split()]
-    return children + [d for c in children for d in _descendants(c)]
+    return children + [d for c in children for d in descendants(c)]
 
 
 def migrate(module: str, env: dict[str, str]) -> None:
