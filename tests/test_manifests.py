@@ -370,7 +370,7 @@ def test_worker_runs_with_the_order_service_settings() -> None:
 # 0.0.0.0 would open the test server on every interface); INVENTORY_URL → that inventory; `python` → this venv's.
 # As root (CI), each process runs as the manifest's uid in its own mount namespace with the root filesystem
 # remounted read-only: only its emptyDir volumes (fresh tmpfs mounts) and, for SQLite, the database directory
-# are writable, as with readOnlyRootFilesystem.
+# are writable, as with readOnlyRootFilesystem; no capabilities (one exception: _interpreter_caps).
 
 ENGINES = [
     "sqlite",
@@ -383,21 +383,37 @@ ENGINES = [
 ]
 
 # In the mount namespace: tmpfs on each emptyDir path, the writable directories bound onto themselves, then the
-# root filesystem read-only, then the program as the pod's uid/gid with no capabilities and no new privileges.
+# root filesystem read-only, then the program as the pod's uid/gid with no new privileges and the capabilities
+# CAPS names (none, but see _interpreter_caps).
 _POD_SANDBOX = r"""
 set -eu
-uid=$1 gid=$2 tmpfs_dirs=$3 writable_dirs=$4; shift 4
+uid=$1 gid=$2 tmpfs_dirs=$3 writable_dirs=$4 caps=$5; shift 5
 for d in $tmpfs_dirs; do mount -t tmpfs -o "size=64m,mode=0700,uid=$uid,gid=$gid" tmpfs "$d"; done
 for d in $writable_dirs; do mount --bind "$d" "$d"; done
 mount -o remount,bind,ro /
-exec setpriv --reuid="$uid" --regid="$gid" --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs -- "$@"
+exec setpriv --reuid="$uid" --regid="$gid" --clear-groups $caps --no-new-privs -- "$@"
 """
+_NO_CAPS = "--inh-caps=-all --bounding-set=-all"
+_READ_CAPS = "--inh-caps=-all,+dac_read_search --ambient-caps=+dac_read_search --bounding-set=-all,+dac_read_search"
 
 
-def _sandbox_available() -> str | None:
+def _as_pod_user(caps: str, code: str) -> subprocess.CompletedProcess[str]:
+    argv = ["setpriv", f"--reuid={APP_UID}", f"--regid={APP_UID}", "--clear-groups", *caps.split(), "--no-new-privs"]
+    return subprocess.run([*argv, "--", sys.executable, "-c", code], capture_output=True, text=True)
+
+
+def _interpreter_caps() -> str:
+    """The capabilities the pod user needs to run this interpreter as it is: none, unless Python lives where
+    that user may not look (pyenv under root's 0700 home: it would then start on another stdlib). Then read
+    and search only (CAP_DAC_READ_SEARCH): what the pod may write is unchanged, as the tests need."""
+    code = "import sys; print(sys.base_prefix)"
+    if _as_pod_user(_NO_CAPS, code).stdout.strip() == sys.base_prefix:
+        return _NO_CAPS
+    return _READ_CAPS
+
+
+def _sandbox_problem() -> str | None:
     """Why pods cannot be sandboxed here (None: they can)."""
-    if os.geteuid() != 0:
-        return None  # already not root: run as this user, on a writable root
     for program in ("unshare", "setpriv", "mount"):
         if shutil.which(program) is None:
             return f"{program} is not installed"
@@ -408,20 +424,7 @@ def _sandbox_available() -> str | None:
     )
     if probe.stdout.strip() != "ok":
         return f"cannot make a mount namespace: {probe.stderr.strip()}"
-    readable = subprocess.run(
-        [
-            "setpriv",
-            f"--reuid={APP_UID}",
-            f"--regid={APP_UID}",
-            "--clear-groups",
-            "--",
-            sys.executable,
-            "-c",
-            "import order_service, inventory_service",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    readable = _as_pod_user(_interpreter_caps(), "import order_service, inventory_service")
     if readable.returncode != 0:
         return f"uid {APP_UID} cannot read the venv or the sources: {readable.stderr.strip()[-300:]}"
     return None
@@ -448,6 +451,7 @@ class Cluster:
     def __init__(self, workdir: Path, sandbox: bool) -> None:
         self.workdir = workdir
         self.sandbox = sandbox
+        self.caps = _interpreter_caps() if sandbox else ""
         self.writable: list[Path] = []
 
     def writable_dir(self, name: str) -> Path:
@@ -487,7 +491,7 @@ class Cluster:
             argv = [
                 "unshare", "--mount", "--propagation", "private", "--", "sh", "-c", _POD_SANDBOX, "pod",
                 str(sc["runAsUser"]), str(sc["runAsGroup"]),
-                " ".join(map(str, tmpfs)), " ".join(map(str, self.writable)), *argv,
+                " ".join(map(str, tmpfs)), " ".join(map(str, self.writable)), self.caps, *argv,
             ]  # fmt: skip
         port = int(env["PORT"]) if command[-1] == "serve" else None
         module = command[2]
@@ -513,10 +517,11 @@ def _answers(pod: Pod, workload: dict[str, Any], probe: str, status: int) -> boo
 
 @pytest.mark.parametrize("kind", ENGINES)
 def test_services_start_as_their_deployments_specify(kind: str) -> None:
-    problem = _sandbox_available()
-    if problem and os.geteuid() == 0:
-        pytest.skip(f"cannot run pods as uid {APP_UID} on a read-only root here: {problem}")
+    # As root: sandboxed (see _POD_SANDBOX). Not root: run as this non-root user, on a writable root.
     sandbox = os.geteuid() == 0
+    problem = _sandbox_problem() if sandbox else None
+    if problem:
+        pytest.skip(f"cannot run pods as uid {APP_UID} on a read-only root here: {problem}")
     workdir = Path(tempfile.mkdtemp(prefix="k8s-pods-"))
     os.chmod(workdir, 0o711)  # noqa: S103 - the pod user only traverses it, to its own directories
     cluster = Cluster(workdir, sandbox)
