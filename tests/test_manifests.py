@@ -568,6 +568,10 @@ def test_services_start_as_their_deployments_specify(kind: str) -> None:
         for pod, deploy in ((inventory, inventory_deploy), (order, order_deploy)):
             wait_until(lambda p=pod, d=deploy: _answers(p, d, "readinessProbe", 200), what=f"{pod.module} ready")
             assert _answers(pod, deploy, "livenessProbe", 200)
+            # What Prometheus scrapes, per the pod's annotations (the metrics files live in the scratch emptyDir).
+            annotations = deploy["spec"]["template"]["metadata"]["annotations"]
+            r = requests.get(f"{pod.url}{annotations['prometheus.io/path']}", timeout=5)
+            assert r.status_code == 200 and "# TYPE" in r.text, r.text[:500]
         worker = cluster.container(worker_deploy, order_env, "worker").start()
         pods.append(worker)
 
