@@ -67,3 +67,26 @@ def test_three_concurrent_migrations_all_succeed_once(tmp_path: Path, kind: str,
         assert _revision(db) == head_revision(migrations)
     finally:
         db.drop()
+
+
+@pytest.mark.parametrize("kind", ENGINES)
+def test_readiness_follows_the_schema_revision(tmp_path: Path, kind: str) -> None:
+    """Not ready before migrate; ready at head; still ready when a newer release migrated ahead of it."""
+    from service_common.storage import schema_checks
+
+    db = Database(kind, tmp_path, "inventory_service")
+    engine = db.engine()
+    try:
+        checks = schema_checks(engine, INVENTORY_MIGRATIONS)
+        assert checks()["schema"] != "ok"
+        assert _migrate("inventory_service", db.url).returncode == 0
+        assert checks() == {"database": "ok", "schema": "ok"}
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = '0001'"))
+        assert checks()["schema"] == "at 0001, expected 0002"
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = 'a_newer_release'"))
+        assert checks()["schema"] == "ok"
+    finally:
+        engine.dispose()
+        db.drop()
