@@ -1,0 +1,214 @@
+"""From one run's JSON lines: each figure as a ratio to its ceiling, the targets of docs/performance.md
+(met or not), the logging cost, and a PNG chart of throughput and p99 against concurrency."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+# Each scenario's ceiling, measured in the same run: the order path against pgbench's conditional stock
+# update (hot row / spread rows), reads against the hello-world app on the same server.
+CEILING = {"order_hot": "pgbench_hot", "order_spread": "pgbench_spread", "read": "hello"}
+SERVICE_SCENARIOS = ("order_hot", "order_spread", "read", "mix")
+CEILINGS = ("hello", "pgbench_hot", "pgbench_spread")
+TARGET_HOT = 0.5  # POST /orders hot product >= 50 % of the pgbench hot-row ceiling
+TARGET_READ = 0.4  # GET /inventory/{id} >= 40 % of hello-world
+TARGET_P99 = 3.0  # p99 of POST /orders <= 3x pgbench hot-row mean latency
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.0f} %"
+
+
+def _errors(errors: dict[str, int]) -> str:
+    return ", ".join(f"{k}: {v}" for k, v in errors.items()) or "0"
+
+
+def _cpu(record: dict[str, Any], name: str) -> str:
+    value = record.get("cpu_per_1k", {}).get(name)
+    return "—" if value is None else f"{value:.2f}"
+
+
+class Results:
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        self.records = records
+        self.ceilings = {(r["scenario"], r["clients"]): r for r in records if r["kind"] == "ceiling"}
+
+    def services(self, log_level: str = "WARNING") -> list[dict[str, Any]]:
+        return [r for r in self.records if r["kind"] == "service" and r["log_level"] == log_level]
+
+    def find(self, scenario: str, topology: str, engine: str, clients: int, log_level: str = "WARNING") -> Any:
+        for r in self.services(log_level):
+            if (r["scenario"], r["topology"], r["engine"], r["clients"]) == (scenario, topology, engine, clients):
+                return r
+        return None
+
+    def ceiling_of(self, record: dict[str, Any]) -> dict[str, Any] | None:
+        name = CEILING.get(record["scenario"])
+        return self.ceilings.get((name, record["clients"])) if name else None
+
+    def ratio(self, record: dict[str, Any]) -> float | None:
+        ceiling = self.ceiling_of(record)
+        return record["rps"] / ceiling["rps"] if ceiling and ceiling["rps"] else None
+
+    def p99_to_mean(self, record: dict[str, Any]) -> float | None:
+        ceiling = self.ceiling_of(record)
+        return record["p99_ms"] / ceiling["mean_ms"] if ceiling and ceiling["mean_ms"] else None
+
+    # --- markdown --------------------------------------------------------------------------------------------
+
+    def table(self) -> list[str]:
+        lines = [
+            "| scenario | topology | engine | clients | ok/s | ceiling | ceiling /s | ratio | p50 ms | p99 ms | "
+            "max ms | p99 ÷ ceiling mean | errors | CPU s/1k order | inventory | postgres | wrk | other CPU % |",
+            "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+        ]
+        for r in self.services():
+            ceiling = self.ceiling_of(r)
+            p99_ratio = self.p99_to_mean(r) if r["scenario"].startswith("order") else None
+            lines.append(
+                f"| {r['scenario']} | {r['topology']} | {r['engine']} | {r['clients']} | {_fmt(r['rps'], 0)} | "
+                f"{ceiling['scenario'] if ceiling else '—'} | {_fmt(ceiling['rps'], 0) if ceiling else '—'} | "
+                f"{_pct(self.ratio(r))} | {_fmt(r['p50_ms'])} | {_fmt(r['p99_ms'])} | {_fmt(r['max_ms'])} | "
+                f"{_fmt(p99_ratio)}{'x' if p99_ratio is not None else ''} | {_errors(r['errors'])} | "
+                f"{_cpu(r, 'order')} | {_cpu(r, 'inventory')} | {_cpu(r, 'postgres')} | {_cpu(r, 'wrk')} | "
+                f"{_fmt(r['other_cpu_pct'], 0)} |"
+            )
+        return lines
+
+    def ceiling_table(self) -> list[str]:
+        lines = [
+            "| ceiling | clients | /s | mean ms | p50 ms | p99 ms | max ms | errors | CPU s/1k server | postgres "
+            "| client | other CPU % |",
+            "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|",
+        ]
+        for r in (r for r in self.records if r["kind"] == "ceiling"):
+            server = _cpu(r, "hello") if r["scenario"] == "hello" else "—"
+            client = _cpu(r, "wrk") if r["scenario"] == "hello" else _cpu(r, "pgbench")
+            lines.append(
+                f"| {r['scenario']} | {r['clients']} | {_fmt(r['rps'], 0)} | {_fmt(r['mean_ms'], 2)} | "
+                f"{_fmt(r['p50_ms'], 2)} | {_fmt(r['p99_ms'], 2)} | {_fmt(r['max_ms'], 2)} | {_errors(r['errors'])} "
+                f"| {server} | {_cpu(r, 'postgres')} | {client} | {_fmt(r['other_cpu_pct'], 0)} |"
+            )
+        return lines
+
+    def targets(self) -> list[str]:
+        lines = ["| target | where | clients | measured | met |", "|---|---|---:|---:|---|"]
+
+        def row(target: str, where: str, clients: int, value: float | None, text: str, met: bool | None) -> None:
+            verdict = "—" if met is None else ("yes" if met else "**no**")
+            lines.append(f"| {target} | {where} | {clients} | {text if value is not None else '—'} | {verdict} |")
+
+        for r in self.services():
+            where = f"{r['topology']} {r['engine']}"
+            if r["scenario"] == "order_hot":
+                ratio = self.ratio(r)
+                met = None if ratio is None else ratio >= TARGET_HOT
+                row("POST /orders hot ≥ 50 % of pgbench hot row", where, r["clients"], ratio, _pct(ratio), met)
+        for r in self.services():
+            if r["scenario"] == "read":
+                ratio = self.ratio(r)
+                met = None if ratio is None else ratio >= TARGET_READ
+                where = f"{r['topology']} {r['engine']}"
+                row("GET /inventory/{id} ≥ 40 % of hello-world", where, r["clients"], ratio, _pct(ratio), met)
+        for r in self.services():
+            if r["scenario"] == "order_hot":
+                p99 = self.p99_to_mean(r)
+                met = None if p99 is None else p99 <= TARGET_P99
+                where = f"{r['topology']} {r['engine']}"
+                row("p99 POST /orders ≤ 3x pgbench hot mean", where, r["clients"], p99, f"{_fmt(p99)}x", met)
+        for scenario in ("order_hot", "order_spread"):
+            for sqlite in (r for r in self.services() if r["scenario"] == scenario and r["engine"] == "sqlite"):
+                pg = self.find(scenario, "single", "postgresql", sqlite["clients"])
+                if pg and pg["rps"]:
+                    ratio = sqlite["rps"] / pg["rps"]
+                    row(
+                        f"SQLite ≥ PostgreSQL ({scenario})",
+                        "single",
+                        sqlite["clients"],
+                        ratio,
+                        f"{ratio:.2f}x ({sqlite['rps']:.0f} vs {pg['rps']:.0f}/s)",
+                        ratio >= 1.0,
+                    )
+        return lines
+
+    def logging(self) -> list[str]:
+        info = self.services("INFO")
+        if not info:
+            return []
+        lines = [
+            "| scenario | topology | engine | clients | WARNING ok/s | INFO ok/s | INFO ÷ WARNING | p99 WARNING ms "
+            "| p99 INFO ms | CPU s/1k order+inventory WARNING | INFO |",
+            "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in info:
+            w = self.find(r["scenario"], r["topology"], r["engine"], r["clients"])
+            if not w:
+                continue
+
+            def cpu(x: dict[str, Any]) -> float:
+                return sum(x["cpu_per_1k"].get(k, 0.0) for k in ("order", "inventory"))
+
+            lines.append(
+                f"| {r['scenario']} | {r['topology']} | {r['engine']} | {r['clients']} | {_fmt(w['rps'], 0)} | "
+                f"{_fmt(r['rps'], 0)} | {_pct(r['rps'] / w['rps'] if w['rps'] else None)} | {_fmt(w['p99_ms'])} | "
+                f"{_fmt(r['p99_ms'])} | {cpu(w):.2f} | {cpu(r):.2f} |"
+            )
+        return lines
+
+    def markdown(self, header: list[str]) -> str:
+        parts = [*header, "", "## Ratios to the ceilings", "", *self.table(), "", "## Ceilings", ""]
+        parts += [*self.ceiling_table(), "", "## Targets", "", *self.targets()]
+        if logging := self.logging():
+            parts += ["", "## Logging: LOG_LEVEL=INFO against WARNING", "", *logging]
+        return "\n".join(parts) + "\n"
+
+
+# --- chart ---------------------------------------------------------------------------------------------------
+
+
+def chart(records: list[dict[str, Any]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = (
+        ("POST /orders (and the mix)", ("order_hot", "order_spread", "mix"), ("pgbench_hot", "pgbench_spread")),
+        ("GET /inventory/{id}", ("read",), ("hello",)),
+    )
+    fig, axes = plt.subplots(2, 2, figsize=(14, 10), squeeze=False)
+    clients = sorted({r["clients"] for r in records})
+    for row, (label, scenarios, ceilings) in enumerate(panels):
+        series: dict[str, list[dict[str, Any]]] = {}
+        for r in records:
+            if r["kind"] == "service" and r["log_level"] == "WARNING" and r["scenario"] in scenarios:
+                series.setdefault(f"{r['scenario']} · {r['topology']} {r['engine']}", []).append(r)
+            elif r["kind"] == "ceiling" and r["scenario"] in ceilings:
+                series.setdefault(f"ceiling: {r['scenario']}", []).append(r)
+        for col, (field, ylabel) in enumerate((("rps", "successes / s"), ("p99_ms", "p99 latency, ms"))):
+            ax = axes[row][col]
+            for name, points in series.items():
+                points.sort(key=lambda r: r["clients"])
+                style = {"linestyle": "--", "color": "black", "linewidth": 2} if name.startswith("ceiling") else {}
+                if name == "ceiling: pgbench_spread":
+                    style["color"] = "grey"
+                ax.plot([p["clients"] for p in points], [p[field] for p in points], marker="o", label=name, **style)
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xticks(clients, [str(c) for c in clients])
+            ax.set_xlabel("clients (closed loop, keep-alive)")
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"{label}: {'throughput' if field == 'rps' else 'p99'}")
+            ax.grid(True, which="both", alpha=0.3)
+            ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

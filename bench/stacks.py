@@ -1,0 +1,357 @@
+"""What the benchmark runs against: one replica of each service (`python -m <service> serve`, SQLite or
+PostgreSQL), the 3+3 topology behind HAProxy (local.cluster.Cluster, PostgreSQL), and the hello-world
+ceiling (bench/hello.py). Every process is started here and stopped by its own id."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import requests
+import sqlalchemy as sa
+
+from bench.load import PgTarget
+
+ROOT = Path(__file__).resolve().parent.parent
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+HOT = "BENCH-HOT"
+SPREAD_PREFIX = "BENCH-"
+SPREAD_COUNT = 100
+STOCK = 1_000_000_000  # the largest restock inventory accepts; a run takes far less
+
+
+def free_port() -> int:
+    from local.cluster import free_port as cluster_free_port
+
+    return cluster_free_port()
+
+
+# --- PostgreSQL: the bench's own databases -------------------------------------------------------------------
+
+
+class PgServer:
+    """A PostgreSQL server given by URL (with or without a database name); the bench creates and drops only
+    the databases named with its own prefix."""
+
+    def __init__(self, url: str) -> None:
+        base = url.rstrip("/")
+        self.server = base.rsplit("/", 1)[0] if base.count("/") > 2 else base
+        parsed = sa.engine.make_url(self.server)
+        host = parsed.host or "127.0.0.1"
+        if host not in LOOPBACK and not host.startswith("127."):
+            raise SystemExit(f"refusing to benchmark against {host}: only loopback targets")
+        self.target = PgTarget(host, parsed.port or 5432, parsed.username or "postgres", parsed.password, "postgres")
+
+    def url(self, database: str) -> str:
+        return f"{self.server}/{database}"
+
+    def _admin(self, statement: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.target.conninfo("postgres"), autocommit=True, connect_timeout=5) as conn:
+            conn.execute(statement)
+
+    def recreate(self, database: str) -> str:
+        self.drop(database)
+        self._admin(f'CREATE DATABASE "{database}"')
+        return self.url(database)
+
+    def drop(self, database: str) -> None:
+        self._admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+    def run_script(self, database: str, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.target.conninfo(database), autocommit=True, connect_timeout=5) as conn:
+            conn.execute(sql)
+            conn.execute("VACUUM ANALYZE")
+
+
+# --- processes -----------------------------------------------------------------------------------------------
+
+
+class Server:
+    """One server (a gunicorn master and its workers) in a session of its own, so that stopping it reaches
+    every process it started."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path, port: int) -> None:
+        self.name, self.argv, self.env, self.log, self.port = name, argv, env, log, port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                self.argv, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def wait_ready(self, ready_path: str, timeout: float = 90) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log}")
+            with suppress(requests.RequestException):
+                if requests.get(self.url + ready_path, timeout=2).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name} not ready within {timeout}s; see {self.log}")
+
+    def signal_stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGINT)  # gunicorn: quick shutdown, workers included
+
+    def wait_stopped(self) -> None:
+        if self.proc is None:
+            return
+        with suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=15)
+        with suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # whatever is left of the session
+        with suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
+
+    def stop(self) -> None:
+        self.signal_stop()
+        self.wait_stopped()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+
+def _migrate(*services: tuple[str, dict[str, str]]) -> None:
+    """`python -m <service> migrate` for each, at the same time (each service has its own database)."""
+    procs = [
+        (module, subprocess.Popen([sys.executable, "-m", module, "migrate"], env=env, cwd=ROOT, **_CAPTURE))
+        for module, env in services
+    ]
+    failed = []
+    for module, proc in procs:
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        if proc.returncode != 0:
+            failed.append(f"{module} migrate failed: {out.decode()[-1500:]}{err.decode()[-1500:]}")
+    if failed:
+        raise RuntimeError("\n".join(failed))
+
+
+_CAPTURE: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+
+
+def service_env(settings: dict[str, str], **extra: str) -> dict[str, str]:
+    """The environment a service runs with: ours, less any database or fail-point settings, plus `settings`
+    (tokens, log level, workers, threads) and `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "FAILPOINTS"))}
+    env.update(HOST="127.0.0.1", DRAIN_SECONDS="0", GRACEFUL_TIMEOUT="5", PYTHONUNBUFFERED="1")
+    env.update(settings)
+    env.update(extra)
+    return env
+
+
+class Single:
+    """One replica of each service (each a gunicorn master with WEB_CONCURRENCY workers), on SQLite files
+    or on the bench's own PostgreSQL databases."""
+
+    topology = "single"
+
+    def __init__(self, engine: str, workdir: Path, settings: dict[str, str], pg: PgServer | None, prefix: str):
+        self.engine, self.workdir, self.settings, self.pg, self.prefix = engine, workdir, settings, pg, prefix
+        self.inventory: Server | None = None
+        self.order: Server | None = None
+        self.databases: list[str] = []
+        workdir.mkdir(parents=True, exist_ok=True)
+        if engine == "sqlite":
+            data = workdir / "sqlite"
+            data.mkdir(parents=True, exist_ok=True)
+            for f in data.glob("*.db*"):
+                f.unlink()
+            self.inventory_db, self.order_db = f"sqlite:///{data / 'inventory.db'}", f"sqlite:///{data / 'orders.db'}"
+        else:
+            assert pg is not None
+            self.databases = [f"{prefix}_inventory", f"{prefix}_orders"]
+            self.inventory_db, self.order_db = (pg.recreate(d) for d in self.databases)
+
+    def start(self, log_level: str) -> None:
+        inv_port, ord_port = free_port(), free_port()
+        settings = {**self.settings, "LOG_LEVEL": log_level}
+        inv_env = service_env(
+            settings, DATABASE_URL=self.inventory_db, PORT=str(inv_port), SCRATCH_DIR=str(self.workdir / "inv")
+        )
+        ord_env = service_env(
+            settings,
+            DATABASE_URL=self.order_db,
+            PORT=str(ord_port),
+            INVENTORY_URL=f"http://127.0.0.1:{inv_port}",
+            SCRATCH_DIR=str(self.workdir / "ord"),
+        )
+        _migrate(("inventory_service", inv_env), ("order_service", ord_env))
+        py = sys.executable
+        log = self.workdir
+        self.inventory = Server(
+            "inventory", [py, "-m", "inventory_service", "serve"], inv_env, log / "inventory.log", inv_port
+        )
+        self.order = Server("order", [py, "-m", "order_service", "serve"], ord_env, log / "order.log", ord_port)
+        self.inventory.start()
+        self.order.start()
+        self.inventory.wait_ready("/health/ready")
+        self.order.wait_ready("/health/ready")
+
+    def stop(self) -> None:
+        servers = [s for s in (self.order, self.inventory) if s is not None]
+        for server in servers:
+            server.signal_stop()
+        for server in servers:
+            server.wait_stopped()
+
+    def drop(self) -> None:
+        if self.pg:
+            for d in self.databases:
+                self.pg.drop(d)
+
+    @property
+    def order_url(self) -> str:
+        assert self.order is not None
+        return self.order.url
+
+    @property
+    def inventory_url(self) -> str:
+        assert self.inventory is not None
+        return self.inventory.url
+
+    def cpu_groups(self) -> dict[str, list[int]]:
+        assert self.order is not None and self.inventory is not None
+        return {"order": [self.order.pid], "inventory": [self.inventory.pid]}
+
+    def masters(self) -> dict[str, int]:
+        """The gunicorn master of each service, for a profiler (its workers are its children)."""
+        assert self.order is not None and self.inventory is not None
+        return {"order": self.order.pid, "inventory": self.inventory.pid}
+
+
+class Cluster3:
+    """The 3+3 topology of `make cluster` (local.cluster.Cluster): 3 replicas of each service and 3 recovery
+    workers on PostgreSQL, behind HAProxy, on free ports."""
+
+    topology = "3+3"
+    engine = "postgresql"
+
+    def __init__(self, workdir: Path, settings: dict[str, str], pg: PgServer, prefix: str, replicas: int = 3):
+        self.workdir, self.settings, self.pg, self.prefix, self.replicas = workdir, settings, pg, prefix, replicas
+        self.databases = [f"{prefix}_inventory", f"{prefix}_orders"]
+        for d in self.databases:
+            pg.drop(d)  # Cluster.start creates them afresh
+        self.cluster: Any = None
+
+    def start(self, log_level: str) -> None:
+        from local.cluster import Cluster
+
+        self.cluster = Cluster(
+            pg_url=self.pg.server,
+            workdir=self.workdir / "cluster",
+            replicas=self.replicas,
+            order_port=free_port(),
+            inventory_port=free_port(),
+            database_prefix=self.prefix,
+            extra_env={**self.settings, "LOG_LEVEL": log_level, "DRAIN_SECONDS": "0", "GRACEFUL_TIMEOUT": "5"},
+        )
+        self.cluster.start()
+
+    def stop(self) -> None:
+        if self.cluster is not None:
+            self.cluster.stop()
+
+    def drop(self) -> None:
+        for d in self.databases:
+            self.pg.drop(d)
+
+    @property
+    def order_url(self) -> str:
+        return str(self.cluster.order_url)
+
+    @property
+    def inventory_url(self) -> str:
+        return str(self.cluster.inventory_url)
+
+    def cpu_groups(self) -> dict[str, list[int]]:
+        c = self.cluster
+        return {
+            "order": [r.proc.pid for r in c.order if r.proc],
+            "inventory": [r.proc.pid for r in c.inventory if r.proc],
+            "recovery_workers": [r.proc.pid for r in c.workers if r.proc],
+            "haproxy": [c.haproxy.pid] if c.haproxy else [],
+        }
+
+    def masters(self) -> dict[str, int]:
+        c = self.cluster
+        return {"order": c.order[0].proc.pid, "inventory": c.inventory[0].proc.pid}
+
+
+class Hello:
+    """The hello-world ceiling (bench/hello.py) on the same server settings as the services."""
+
+    def __init__(self, workdir: Path, settings: dict[str, str]) -> None:
+        port = free_port()
+        env = service_env({**settings, "LOG_LEVEL": "WARNING"}, PORT=str(port), SCRATCH_DIR=str(workdir / "hello"))
+        self.server = Server("hello", [sys.executable, "-m", "bench.hello"], env, workdir / "hello.log", port)
+
+    def start(self) -> None:
+        self.server.start()
+        self.server.wait_ready("/")
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+# --- data ----------------------------------------------------------------------------------------------------
+
+
+def seed(inventory_url: str, admin_token: str) -> None:
+    """The hot product and the spread ones, with stock that a run cannot exhaust (created, or restocked)."""
+    headers = {"Authorization": f"Bearer {admin_token}"}
+
+    def one(product_id: str) -> None:
+        body = {"product_id": product_id, "name": f"bench {product_id}", "price": 9.99, "quantity": STOCK}
+        r = requests.post(f"{inventory_url}/inventory", json=body, headers=headers, timeout=30)
+        if r.status_code == 409:
+            url = f"{inventory_url}/inventory/{product_id}/restock"
+            r = requests.post(url, json={"quantity": STOCK}, headers=headers, timeout=30)
+        if r.status_code not in (200, 201):
+            raise RuntimeError(f"seeding {product_id}: {r.status_code} {r.text[:300]}")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, [HOT] + [f"{SPREAD_PREFIX}{i:03d}" for i in range(1, SPREAD_COUNT + 1)]))
+
+
+def newest_order(order_url: str, minimum: int = 20) -> int:
+    """The highest order number that exists (orders placed first if there are fewer than `minimum`)."""
+
+    def newest() -> int:
+        r = requests.get(f"{order_url}/orders", params={"limit": 1}, timeout=30)
+        r.raise_for_status()
+        orders = r.json()["orders"]
+        return int(orders[0]["order_id"].removeprefix("ORD")) if orders else 0
+
+    number = newest()
+    if number < minimum:
+        for i in range(minimum):
+            body = {"product_id": f"{SPREAD_PREFIX}{i % SPREAD_COUNT + 1:03d}", "quantity": 1, "customer_id": "bench"}
+            requests.post(f"{order_url}/orders", json=body, timeout=30).raise_for_status()
+        number = newest()
+    return number
