@@ -35,3 +35,10 @@ clean:
 cluster: install
 	@command -v haproxy >/dev/null || { echo "make cluster needs HAProxy (apt-get install haproxy)"; exit 1; }
 	$(BIN)/python -m local.cluster
+
+## Benchmarks against their ceilings (bench/, docs/performance.md): BENCH_ARGS=--quick | --full | --profile.
+## PostgreSQL from BENCH_PG_URL (default postgresql://postgres@127.0.0.1:5432); results in bench/results/.
+bench: install
+	command -v wrk || (apt-get update -qq && apt-get install -y -qq wrk)
+	command -v pgbench || (apt-get update -qq && apt-get install -y -qq postgresql-client)
+	$(BIN)/python -m bench $(BENCH_ARGS)
