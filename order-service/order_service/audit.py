@@ -14,7 +14,9 @@ import time
 from typing import Any
 
 from order_service import storage
+from order_service.inventory_client import InventoryUnavailable
 from order_service.saga import OrderSaga
+from service_common.errors import Unavailable
 
 _HOLDING = (storage.PENDING, storage.CONFIRMED, storage.CANCELLING, storage.FULFILLING)
 _RECHECK_PAUSE = 0.5
@@ -41,7 +43,13 @@ def audit(saga: OrderSaga) -> dict[str, Any]:
 def _look(saga: OrderSaga) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[str, int]]:
     cutoff = storage.utcnow() - dt.timedelta(seconds=saga.settings.recovery_grace_seconds)
     orders = {storage.format_order_id(o.id): o for o in storage.orders_for_audit(saga.engine)}
-    report = saga.inventory.stock_report()
+    try:
+        report = saga.inventory.stock_report()
+    except InventoryUnavailable as exc:
+        # Not a fault of the audit: the same answer as any other request that needs inventory.
+        raise Unavailable(
+            "inventory_unavailable", "The inventory service is unavailable; retry the audit shortly.", retry_after=2
+        ) from exc
     reservations = {r["order_id"]: r for r in report["reservations"]}
     found: dict[tuple[str, str], dict[str, Any]] = {}
 
