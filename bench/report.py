@@ -30,6 +30,15 @@ def _errors(errors: dict[str, int]) -> str:
     return ", ".join(f"{k}: {v}" for k, v in errors.items()) or "0"
 
 
+CLIENTS = ("wrk", "pgbench")
+
+
+def server_cpu(record: dict[str, Any]) -> float | None:
+    """CPU seconds per 1,000 requests of everything but the load generator (servers, HAProxy, PostgreSQL)."""
+    values = [v for k, v in record.get("cpu_per_1k", {}).items() if k not in CLIENTS and v is not None]
+    return sum(values) if values else None
+
+
 def _cpu(record: dict[str, Any], name: str) -> str:
     value = record.get("cpu_per_1k", {}).get(name)
     return "—" if value is None else f"{value:.2f}"
@@ -57,6 +66,12 @@ class Results:
         ceiling = self.ceiling_of(record)
         return record["rps"] / ceiling["rps"] if ceiling and ceiling["rps"] else None
 
+    def cpu_ratio(self, record: dict[str, Any]) -> float | None:
+        """Our CPU per request over the ceiling's: steadier than throughput on a shared machine."""
+        ceiling = self.ceiling_of(record)
+        ours, theirs = server_cpu(record), server_cpu(ceiling) if ceiling else None
+        return ours / theirs if ours and theirs else None
+
     def p99_to_mean(self, record: dict[str, Any]) -> float | None:
         ceiling = self.ceiling_of(record)
         return record["p99_ms"] / ceiling["mean_ms"] if ceiling and ceiling["mean_ms"] else None
@@ -66,19 +81,21 @@ class Results:
     def table(self) -> list[str]:
         lines = [
             "| scenario | topology | engine | clients | ok/s | ceiling | ceiling /s | ratio | p50 ms | p99 ms | "
-            "max ms | p99 ÷ ceiling mean | errors | CPU s/1k order | inventory | postgres | wrk | other CPU % |",
-            "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+            "max ms | p99 ÷ ceiling mean | errors | CPU s/1k order | inventory | postgres | wrk | CPU ÷ ceiling CPU "
+            "| other CPU % |",
+            "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
         ]
         for r in self.services():
             ceiling = self.ceiling_of(r)
             p99_ratio = self.p99_to_mean(r) if r["scenario"].startswith("order") else None
+            cpu_ratio = self.cpu_ratio(r)
             lines.append(
                 f"| {r['scenario']} | {r['topology']} | {r['engine']} | {r['clients']} | {_fmt(r['rps'], 0)} | "
                 f"{ceiling['scenario'] if ceiling else '—'} | {_fmt(ceiling['rps'], 0) if ceiling else '—'} | "
                 f"{_pct(self.ratio(r))} | {_fmt(r['p50_ms'])} | {_fmt(r['p99_ms'])} | {_fmt(r['max_ms'])} | "
                 f"{_fmt(p99_ratio)}{'x' if p99_ratio is not None else ''} | {_errors(r['errors'])} | "
                 f"{_cpu(r, 'order')} | {_cpu(r, 'inventory')} | {_cpu(r, 'postgres')} | {_cpu(r, 'wrk')} | "
-                f"{_fmt(r['other_cpu_pct'], 0)} |"
+                f"{_fmt(cpu_ratio)}{'x' if cpu_ratio is not None else ''} | {_fmt(r['other_cpu_pct'], 0)} |"
             )
         return lines
 
@@ -173,6 +190,19 @@ class Results:
 # --- chart ---------------------------------------------------------------------------------------------------
 
 
+WHERE_COLOURS = {
+    ("single", "sqlite"): "tab:blue",
+    ("single", "postgresql"): "tab:orange",
+    ("3+3", "postgresql"): "tab:green",
+}
+SCENARIO_STYLES: dict[str, dict[str, Any]] = {
+    "order_hot": {"marker": "o", "linestyle": "-"},
+    "order_spread": {"marker": "s", "linestyle": "-."},
+    "mix": {"marker": "^", "linestyle": ":"},
+    "read": {"marker": "o", "linestyle": "-"},
+}
+
+
 def chart(records: list[dict[str, Any]], path: Path, title: str) -> None:
     import matplotlib
 
@@ -196,10 +226,14 @@ def chart(records: list[dict[str, Any]], path: Path, title: str) -> None:
             ax = axes[row][col]
             for name, points in series.items():
                 points.sort(key=lambda r: r["clients"])
-                style = {"linestyle": "--", "color": "black", "linewidth": 2} if name.startswith("ceiling") else {}
-                if name == "ceiling: pgbench_spread":
-                    style["color"] = "grey"
-                ax.plot([p["clients"] for p in points], [p[field] for p in points], marker="o", label=name, **style)
+                first = points[0]
+                if first["kind"] == "ceiling":
+                    color = "grey" if first["scenario"] == "pgbench_spread" else "black"
+                    style = {"linestyle": "--", "color": color, "linewidth": 2, "marker": "x"}
+                else:  # colour: where it runs; marker and line: which scenario
+                    where = (first["topology"], first["engine"])
+                    style = {"color": WHERE_COLOURS.get(where, "tab:red"), **SCENARIO_STYLES[first["scenario"]]}
+                ax.plot([p["clients"] for p in points], [p[field] for p in points], label=name, **style)
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
             ax.set_xticks(clients, [str(c) for c in clients])

@@ -438,6 +438,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-logging-check", dest="logging_check", action="store_false", default=None)
     parser.add_argument("--profile", action="store_true", help="py-spy the workers under the hot-product load")
     parser.add_argument("--profile-seconds", type=int, default=10)
+    parser.add_argument("--report", type=Path, help="only rebuild the .md and .png of an earlier run's .jsonl")
     args = parser.parse_args(argv)
     if args.quick:
         # One level: two stacks take ~20 s to start on 2 busy cores, so 1 and 32 clients would not fit a minute.
@@ -462,8 +463,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def rebuild(jsonl: Path) -> int:
+    """The summary and chart of an earlier run, from its JSON lines (e.g. after the report changed)."""
+    records = [json.loads(line) for line in jsonl.read_text().splitlines() if line.strip()]
+    first = records[0]
+    clients = sorted({r["clients"] for r in records})
+    header = [
+        f"# Benchmark {first['run']}",
+        "",
+        f"Machine: {first['nproc']} cores, {first['cpu_model']}; gunicorn gthread {first['workers']} workers x "
+        f"{first['threads']} threads; {first['duration_s']:.0f}s per run, clients {', '.join(map(str, clients))}.",
+    ]
+    markdown = report.Results(records).markdown(header)
+    jsonl.with_suffix(".md").write_text(markdown)
+    report.chart(records, jsonl.with_suffix(".png"), f"bench {first['run']} ({first['nproc']} cores)")
+    print(markdown)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report:
+        return rebuild(args.report)
     for program in ("wrk", "pgbench"):
         if shutil.which(program) is None:
             package = "wrk" if program == "wrk" else "postgresql-client"
