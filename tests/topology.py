@@ -124,6 +124,11 @@ class Process:
         """SIGKILL the server and its worker processes: nothing gets to clean up."""
         if self.proc is None or self.proc.poll() is not None:
             return
+        # Freeze the master first. A running master replaces each worker it sees die, and a worker
+        # forked after the list below was taken would survive the kill, still holding the port (and
+        # answering, so a restart on that port could be "ready" before it even bound).
+        with suppress(ProcessLookupError):
+            os.kill(self.proc.pid, signal.SIGSTOP)
         for pid in descendants(self.proc.pid):
             _kill(pid)
         _kill(self.proc.pid)
