@@ -47,6 +47,7 @@ from bench.stacks import HOT, SPREAD_COUNT, SPREAD_PREFIX, Cluster3, Hello, PgSe
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432"
 TOPOLOGIES = ("sqlite", "postgresql", "cluster")
+LOGGING_SCENARIOS = ("order_hot", "read")
 
 
 class Progress:
@@ -65,7 +66,9 @@ class Progress:
 
     def step(self, record: dict[str, Any]) -> None:
         self.done += 1
-        where = f"{record['topology']} {record['engine']}" + (" INFO" if record.get("log_level") == "INFO" else "")
+        where = f"{record['topology']} {record['engine']}"
+        if record["kind"] == "logging":
+            where += f" {record['log_level']}"
         errors = sum(record["errors"].values())
         print(
             f"{self._stamp(True)} {record['scenario']:<14} {where:<22} c={record['clients']:<3} "
@@ -95,7 +98,7 @@ class Bench:
         self.scripts = {s: wrk_script(self.workdir, s) for s in (*report.SERVICE_SCENARIOS, "hello")}
         runs = len(args.clients) * (len(report.CEILINGS) + len(args.scenarios) * len(args.topologies))
         if args.logging_check and "postgresql" in args.topologies:
-            runs += len({"order_hot", "read"} & set(args.scenarios))
+            runs += 4 * len(set(LOGGING_SCENARIOS) & set(args.scenarios))
         self.progress = Progress(runs)
         self.meta = {
             "run": self.stamp,
@@ -208,36 +211,63 @@ class Bench:
     def _server_shape(self) -> str:
         return f"gunicorn gthread {self.settings['WEB_CONCURRENCY']} workers x {self.settings['THREADS']} threads"
 
-    def scenarios(self, stack: Any, log_level: str, only: tuple[str, ...] | None = None) -> None:
+    @staticmethod
+    def target(stack: Any, scenario: str) -> tuple[str, list[str]]:
+        """The base URL a scenario loads and the arguments of its Lua script."""
+        products = [SPREAD_PREFIX, str(SPREAD_COUNT)]
+        if scenario == "read":
+            return stack.inventory_url, products
+        if scenario == "mix":
+            return stack.order_url, [*products, str(newest_order(stack.order_url))]
+        return stack.order_url, [HOT] if scenario == "order_hot" else products
+
+    def scenarios(self, stack: Any) -> None:
         a = self.args
-        where = (stack.topology, stack.engine, log_level)
-        product_args = [SPREAD_PREFIX, str(SPREAD_COUNT)]
         for scenario in a.scenarios:
-            if only is not None and scenario not in only:
-                continue
-            if scenario == "read":
-                url = stack.inventory_url
-                args = product_args
-            elif scenario == "mix":
-                url = stack.order_url
-                args = [*product_args, str(newest_order(stack.order_url))]
-            else:
-                url = stack.order_url
-                args = [HOT] if scenario == "order_hot" else product_args
-            levels = a.clients if only is None else [max(a.clients)]
-            top = max(levels)
+            url, args = self.target(stack, scenario)
+            top = max(a.clients)
             self.warmup(lambda u=url, s=scenario, x=args, c=top: self.wrk(u, s, x, c, a.warmup))
-            for c in levels:
+            for c in a.clients:
                 self.measure(
                     "service",
                     scenario,
-                    where,
+                    (stack.topology, stack.engine, "WARNING"),
                     c,
                     stack.cpu_groups(),
                     stack.databases,
                     "wrk",
                     lambda c=c, u=url, s=scenario, x=args: self.wrk(u, s, x, c, a.duration),
                 )
+
+    def logging_ab(self, stack: Any) -> None:
+        """LOG_LEVEL=INFO against WARNING: a second replica of each service on the same databases, with INFO
+        (one JSON line per request on stdout, to a file), and runs alternating WARNING, INFO, INFO, WARNING
+        (ABBA), so that a drift in what else the machine does cancels out of the comparison."""
+        a = self.args
+        twin = stack.twin(self.workdir / "info")
+        self.progress.note("logging A/B: a second pair of replicas on the same databases, with LOG_LEVEL=INFO")
+        try:
+            twin.start("INFO")
+            stacks = {"WARNING": stack, "INFO": twin}
+            clients = max(a.clients)
+            for scenario in (s for s in LOGGING_SCENARIOS if s in a.scenarios):
+                url, args = self.target(twin, scenario)
+                self.warmup(lambda u=url, s=scenario, x=args, c=clients: self.wrk(u, s, x, c, a.warmup))
+                for level in ("WARNING", "INFO", "INFO", "WARNING"):
+                    one = stacks[level]
+                    url, args = self.target(one, scenario)
+                    self.measure(
+                        "logging",
+                        scenario,
+                        (one.topology, one.engine, level),
+                        clients,
+                        one.cpu_groups(),
+                        one.databases,
+                        "wrk",
+                        lambda u=url, s=scenario, x=args: self.wrk(u, s, x, clients, a.duration),
+                    )
+        finally:
+            twin.stop()
 
     def topology(self, name: str) -> None:
         a = self.args
@@ -256,14 +286,11 @@ class Bench:
             seed(stack.inventory_url, self.tokens["ADMIN_TOKEN"])
             seeded = time.monotonic() - t1
             self.progress.note(f"ready in {t1 - t0:.1f}s; {SPREAD_COUNT + 1} products seeded in {seeded:.1f}s")
-            self.scenarios(stack, "WARNING")
+            self.scenarios(stack)
+            if a.logging_check and name == "postgresql":
+                self.logging_ab(stack)
             if a.profile and name != "cluster":
                 self.profile(stack)
-            if a.logging_check and name == "postgresql":
-                self.progress.note("restarting both services with LOG_LEVEL=INFO (one JSON line per request)")
-                stack.stop()
-                stack.start("INFO")
-                self.scenarios(stack, "INFO", only=("order_hot", "read"))
         finally:
             stack.stop()
             if not a.keep_databases:

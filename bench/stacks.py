@@ -4,6 +4,7 @@ ceiling (bench/hello.py). Every process is started here and stopped by its own i
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import subprocess
@@ -176,6 +177,7 @@ class Single:
         self.inventory: Server | None = None
         self.order: Server | None = None
         self.databases: list[str] = []
+        self.owns_databases = True
         workdir.mkdir(parents=True, exist_ok=True)
         if engine == "sqlite":
             data = workdir / "sqlite"
@@ -187,6 +189,15 @@ class Single:
             assert pg is not None
             self.databases = [f"{prefix}_inventory", f"{prefix}_orders"]
             self.inventory_db, self.order_db = (pg.recreate(d) for d in self.databases)
+
+    def twin(self, workdir: Path) -> Single:
+        """Another replica of each service on the same databases (its own ports; its own log level at start)."""
+        other = copy.copy(self)
+        other.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        other.inventory = other.order = None
+        other.owns_databases = False
+        return other
 
     def start(self, log_level: str) -> None:
         inv_port, ord_port = free_port(), free_port()
@@ -221,7 +232,7 @@ class Single:
             server.wait_stopped()
 
     def drop(self) -> None:
-        if self.pg:
+        if self.pg and self.owns_databases:
             for d in self.databases:
                 self.pg.drop(d)
 
