@@ -28,7 +28,8 @@ class OrderPath(BaseModel):
 
 class OrderQuery(BaseModel):
     limit: int = Field(100, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    # Bounded by what the databases' OFFSET takes (a signed 64-bit integer); past the end a page is empty.
+    offset: int = Field(0, ge=0, le=2**63 - 1)
     customer_id: Identifier | None = None
     status: Status | None = Field(None, description="Only orders in this state (refused ones included).")
 
