@@ -12,17 +12,19 @@ from sqlalchemy.engine import Engine
 from inventory_service import schemas, storage
 from inventory_service.settings import Settings
 from service_common.auth import require_token
-from service_common.errors import ApiError, ErrorResponse, NotFound
+from service_common.errors import ApiError, NotFound
 from service_common.failpoints import FailPoints
 from service_common.jsonio import json_response
 from service_common.money import to_money
+from service_common.openapi import ADMIN, SERVICE, SERVICE_OR_ADMIN, described, errors, operation_id
 from service_common.parsing import is_identifier
 
 _PRODUCTS = Tag(name="products", description="The catalogue and its stock")
 _RESERVATIONS = Tag(name="reservations", description="Stock held for orders (service token)")
 
-_E = ErrorResponse
-_COMMON = {400: _E, 413: _E, 415: _E, 422: _E, 503: _E}
+_NO_PRODUCT = "No such product (`product_not_found`)."
+_NO_RESERVATION = "No reservation for this order (`reservation_not_found`)."
+_TOO_MANY = "The body breaks the schema or asks for more than MAX_QUANTITY (`validation_error`)."
 
 
 def _product_id(value: str) -> str:
@@ -44,19 +46,32 @@ def _price(value: float | int) -> Decimal:
 
 
 def inventory_blueprint(engine: Engine, settings: Settings) -> APIBlueprint:
-    bp = APIBlueprint("inventory", __name__, abp_responses=_COMMON)
+    bp = APIBlueprint("inventory", __name__, operation_id_callback=operation_id)
 
-    @bp.get("/inventory", tags=[_PRODUCTS], responses={200: schemas.ProductList})
+    @bp.get("/inventory", tags=[_PRODUCTS], responses={200: schemas.ProductList, **errors()})
     def list_products() -> Response:
+        """List the catalogue
+
+        Every product with its price and stock, by product id.
+        """
         items = storage.list_products(engine)
         return json_response({"products": items, "total_products": len(items)})
 
-    @bp.get("/inventory/<product_id>", tags=[_PRODUCTS], responses={200: schemas.Product, 404: _E})
+    @bp.get("/inventory/<product_id>", tags=[_PRODUCTS], responses={200: schemas.Product, **errors({404: _NO_PRODUCT})})
     def get_product(path: schemas.ProductPath) -> Response:
+        """Read a product"""
         return json_response(storage.get_product(engine, _product_id(path.product_id)))
 
-    @bp.post("/inventory/check", tags=[_PRODUCTS], responses={200: schemas.CheckResult, 404: _E})
+    @bp.post(
+        "/inventory/check",
+        tags=[_PRODUCTS],
+        responses={200: schemas.CheckResult, **errors({404: _NO_PRODUCT, 422: _TOO_MANY}, body=True)},
+    )
     def check(body: schemas.CheckRequest) -> Response:
+        """Check stock
+
+        Whether `quantity` units are available now, and at what price. Holds nothing.
+        """
         _check_quantity(body.quantity, settings.max_quantity)
         return json_response(storage.check(engine, body.product_id, body.quantity))
 
@@ -65,53 +80,162 @@ def inventory_blueprint(engine: Engine, settings: Settings) -> APIBlueprint:
     @bp.post(
         "/inventory/reserve",
         tags=[_RESERVATIONS],
-        responses={200: schemas.Reservation, 201: schemas.Reservation, 401: _E, 404: _E, 409: _E},
+        security=SERVICE,
+        responses={
+            200: described("Reservation", "The same reserve again: the reservation it made."),
+            201: schemas.Reservation,
+            **errors(
+                {
+                    404: _NO_PRODUCT,
+                    409: "Not enough stock (`insufficient_stock`, with `available_quantity` and "
+                    "`requested_quantity`); the order was released and can never hold stock (`released`); or "
+                    "the order already holds another product or quantity (`reservation_mismatch`).",
+                    422: _TOO_MANY,
+                },
+                body=True,
+                auth=True,
+            ),
+        },
     )
     @require_token("service")
     def reserve(body: schemas.ReserveRequest) -> Response:
+        """Reserve stock for an order (service)
+
+        Moves `quantity` units of the product from available to reserved for `order_id`, at the current
+        price, once: a retry with the same order, product and quantity answers the reservation again (200).
+        """
         _check_quantity(body.quantity, settings.max_quantity)
         result = storage.reserve(engine, body.order_id, body.product_id, body.quantity)
         failpoints.hit("inventory_after_reserve")  # committed, the answer not yet sent
         return json_response(result.reservation, 201 if result.created else 200)
 
-    @bp.post("/inventory/release", tags=[_RESERVATIONS], responses={200: schemas.Reservation, 401: _E, 409: _E})
+    @bp.post(
+        "/inventory/release",
+        tags=[_RESERVATIONS],
+        security=SERVICE,
+        responses={
+            200: schemas.Reservation,
+            **errors(
+                {
+                    409: "The order holds another product or quantity than the one given (`reservation_mismatch`), "
+                    "or its stock was sold (`committed`).",
+                },
+                body=True,
+                auth=True,
+            ),
+        },
+    )
     @require_token("service")
     def release(body: schemas.ReleaseRequest) -> Response:
+        """Release an order's stock (service)
+
+        Returns a held reservation's units to available, exactly once; releasing again answers the released
+        reservation. An order that holds nothing is left a tombstone (`product_id` null), so a reserve still
+        in flight for it can never hold stock later.
+        """
         return json_response(storage.release(engine, body.order_id, body.product_id, body.quantity))
 
-    @bp.post("/inventory/commit", tags=[_RESERVATIONS], responses={200: schemas.Reservation, 401: _E, 404: _E, 409: _E})
+    @bp.post(
+        "/inventory/commit",
+        tags=[_RESERVATIONS],
+        security=SERVICE,
+        responses={
+            200: schemas.Reservation,
+            **errors(
+                {
+                    404: _NO_RESERVATION,
+                    409: "The order's reservation was released; there is nothing to commit (`released`).",
+                },
+                body=True,
+                auth=True,
+            ),
+        },
+    )
     @require_token("service")
     def commit(body: schemas.CommitRequest) -> Response:
+        """Commit an order's stock as sold (service)
+
+        The held units leave reserved for good. Committing again answers the committed reservation.
+        """
         return json_response(storage.commit(engine, body.order_id))
 
     @bp.get(
         "/inventory/reservations/<order_id>",
         tags=[_RESERVATIONS],
-        responses={200: schemas.Reservation, 401: _E, 404: _E},
+        security=SERVICE_OR_ADMIN,
+        responses={200: schemas.Reservation, **errors({404: _NO_RESERVATION}, auth=True)},
     )
     @require_token("service", "admin")
     def get_reservation(path: schemas.OrderPath) -> Response:
+        """Read an order's reservation (service or admin)"""
         if not is_identifier(path.order_id):
             raise NotFound(f"No reservation for order {path.order_id[:64]}.", "reservation_not_found")
         return json_response(storage.get_reservation(engine, path.order_id))
 
-    @bp.get("/inventory/audit", tags=[_RESERVATIONS], responses={200: schemas.StockAudit, 401: _E})
+    @bp.get(
+        "/inventory/audit",
+        tags=[_RESERVATIONS],
+        security=SERVICE_OR_ADMIN,
+        responses={200: schemas.StockAudit, **errors(auth=True)},
+    )
     @require_token("service", "admin")
     def audit() -> Response:
+        """Stock report for the audit (service or admin)
+
+        Per product: the stock columns, the ledger's sums and the units in held reservations; and every
+        reservation that holds or held stock. The Order Service's audit compares them with its orders.
+        """
         return json_response(
             {"products": storage.stock_report(engine), "reservations": storage.list_reservations(engine)}
         )
 
-    @bp.post("/inventory", tags=[_PRODUCTS], responses={201: schemas.Product, 401: _E, 409: _E})
+    @bp.post(
+        "/inventory",
+        tags=[_PRODUCTS],
+        security=ADMIN,
+        responses={
+            201: schemas.Product,
+            **errors(
+                {
+                    409: "A product with this id exists (`product_exists`).",
+                    422: "The body breaks the schema, the price has more than two decimals, or the quantity is "
+                    "over MAX_RESTOCK (`validation_error`).",
+                },
+                body=True,
+                auth=True,
+            ),
+        },
+    )
     @require_token("admin")
     def create_product(body: schemas.CreateProductRequest) -> Response:
+        """Create a product (admin)"""
         _check_quantity(body.quantity, settings.max_restock)
         product = storage.create_product(engine, body.product_id, body.name, _price(body.price), body.quantity)
         return json_response(product, 201)
 
-    @bp.patch("/inventory/<product_id>", tags=[_PRODUCTS], responses={200: schemas.Product, 401: _E, 404: _E})
+    @bp.patch(
+        "/inventory/<product_id>",
+        tags=[_PRODUCTS],
+        security=ADMIN,
+        responses={
+            200: schemas.Product,
+            **errors(
+                {
+                    404: _NO_PRODUCT,
+                    422: "The body breaks the schema, gives neither name nor price, or the price has more than "
+                    "two decimals (`validation_error`).",
+                },
+                body=True,
+                auth=True,
+            ),
+        },
+    )
     @require_token("admin")
     def update_product(path: schemas.ProductPath, body: schemas.UpdateProductRequest) -> Response:
+        """Rename or reprice a product (admin)
+
+        Never changes stock. Orders already placed keep the price they were placed at.
+        """
         changes: dict[str, object] = {}
         if body.name is not None:
             changes["name"] = body.name
@@ -121,9 +245,25 @@ def inventory_blueprint(engine: Engine, settings: Settings) -> APIBlueprint:
             raise ApiError(422, "validation_error", "body: give name or price")
         return json_response(storage.update_product(engine, _product_id(path.product_id), changes))
 
-    @bp.post("/inventory/<product_id>/restock", tags=[_PRODUCTS], responses={200: schemas.Product, 401: _E, 404: _E})
+    @bp.post(
+        "/inventory/<product_id>/restock",
+        tags=[_PRODUCTS],
+        security=ADMIN,
+        responses={
+            200: schemas.Product,
+            **errors(
+                {
+                    404: _NO_PRODUCT,
+                    422: "The body breaks the schema or the quantity is over MAX_RESTOCK (`validation_error`).",
+                },
+                body=True,
+                auth=True,
+            ),
+        },
+    )
     @require_token("admin")
     def restock(path: schemas.ProductPath, body: schemas.RestockRequest) -> Response:
+        """Add stock to a product (admin)"""
         _check_quantity(body.quantity, settings.max_restock)
         return json_response(storage.restock(engine, _product_id(path.product_id), body.quantity))
 

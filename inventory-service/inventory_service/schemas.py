@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from service_common.money import Money
+from service_common.money import Money, MoneyIn
+from service_common.openapi import Timestamp
 from service_common.parsing import Identifier
 
 
@@ -18,37 +19,52 @@ class Strict(BaseModel):
 Quantity = StrictInt
 
 
+# Path ids are any string: one that names nothing is answered 404, not 422.
 class ProductPath(BaseModel):
-    product_id: str = Field(description="Product id, e.g. P001.")
+    product_id: str = Field(description="Product id.", json_schema_extra={"example": "P001"})
 
 
 class OrderPath(BaseModel):
-    order_id: str = Field(description="Order id, e.g. ORD00000001.")
+    order_id: str = Field(description="Order id the reservation is for.", json_schema_extra={"example": "ORD00000001"})
 
 
 class CheckRequest(Strict):
+    model_config = ConfigDict(json_schema_extra={"example": {"product_id": "P001", "quantity": 2}})
+
     product_id: Identifier
-    quantity: Quantity = Field(ge=1)
+    quantity: Quantity = Field(ge=1, description="Units asked for; at most MAX_QUANTITY.")
 
 
+# Examples name an order the order service will not reach in a test run, so tools that send them
+# (schemathesis) do not collide with real orders.
 class ReserveRequest(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={"example": {"order_id": "ORD90000001", "product_id": "P001", "quantity": 2}}
+    )
+
     order_id: Identifier
     product_id: Identifier
-    quantity: Quantity = Field(ge=1)
+    quantity: Quantity = Field(ge=1, description="Units to hold; at most MAX_QUANTITY.")
 
 
 class ReleaseRequest(Strict):
+    model_config = ConfigDict(json_schema_extra={"example": {"order_id": "ORD90000001"}})
+
     order_id: Identifier
-    product_id: Identifier | None = None
-    quantity: Quantity | None = Field(None, ge=1)
+    product_id: Identifier | None = Field(None, description="When given, must be what the order holds.")
+    quantity: Quantity | None = Field(None, ge=1, description="When given, must be what the order holds.")
 
 
 class CommitRequest(Strict):
+    model_config = ConfigDict(json_schema_extra={"example": {"order_id": "ORD90000001"}})
+
     order_id: Identifier
 
 
 class RestockRequest(Strict):
-    quantity: Quantity = Field(ge=1)
+    model_config = ConfigDict(json_schema_extra={"example": {"quantity": 25}})
+
+    quantity: Quantity = Field(ge=1, description="Units to add; at most MAX_RESTOCK.")
 
 
 # Free text, but never U+0000: PostgreSQL text cannot hold it (a 500 there, stored on SQLite).
@@ -56,15 +72,21 @@ _NO_NUL = r"^[^\x00]*$"
 
 
 class CreateProductRequest(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={"example": {"product_id": "P100", "name": "Desk Lamp", "price": 39.99, "quantity": 40}}
+    )
+
     product_id: Identifier
     name: str = Field(min_length=1, max_length=200, pattern=_NO_NUL)
-    price: float | int = Field(ge=0, le=9_999_999_999.99)
-    quantity: Quantity = Field(0, ge=0)
+    price: MoneyIn
+    quantity: Quantity = Field(0, ge=0, description="Units in stock to begin with; at most MAX_RESTOCK.")
 
 
 class UpdateProductRequest(Strict):
+    model_config = ConfigDict(json_schema_extra={"example": {"price": 34.99}})
+
     name: str | None = Field(None, min_length=1, max_length=200, pattern=_NO_NUL)
-    price: float | int | None = Field(None, ge=0, le=9_999_999_999.99)
+    price: MoneyIn | None = None
 
 
 class Product(BaseModel):
@@ -93,8 +115,8 @@ class Reservation(BaseModel):
     quantity: int | None
     unit_price: Money | None
     status: Literal["held", "released", "committed"]
-    created_at: str
-    updated_at: str
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 class ProductStock(BaseModel):
@@ -110,7 +132,7 @@ class ReservationSummary(BaseModel):
     product_id: str | None
     quantity: int | None
     status: Literal["held", "released", "committed"]
-    updated_at: str
+    updated_at: Timestamp
 
 
 class StockAudit(BaseModel):

@@ -10,6 +10,17 @@ from order_service.settings import Settings
 
 SERVICE = "order-service"
 MIGRATIONS = Path(__file__).parent / "migrations"
+DESCRIPTION = """Customer orders. Each order is placed as a saga against the Inventory Service: a pending order
+reserves stock, then is confirmed (201), or refused (404 unknown product, 409 `insufficient_stock`), or
+failed while inventory is unreachable (503 with `Retry-After`).
+
+States: `pending` → `confirmed` → `cancelling` → `cancelled`, or `confirmed` → `fulfilling` →
+`fulfilled`; refused orders end `rejected`, or `failing` → `failed`. Prices are JSON numbers with two
+decimals; times are UTC, RFC 3339.
+
+Orders are public by default (CUSTOMER_AUTH=none). With CUSTOMER_AUTH=jwt every order operation needs a
+customer's JWT (or the admin token), and a customer sees only their own orders. Fulfilment and the
+audit need the admin token."""
 
 
 def create_saga(settings: Settings):  # type: ignore[no-untyped-def]
@@ -22,12 +33,24 @@ def create_saga(settings: Settings):  # type: ignore[no-untyped-def]
 
 def create_app(settings: Settings | None = None) -> OpenAPI:
     from order_service.routes import orders_blueprint
+    from service_common.openapi import ADMIN_SCHEME, CUSTOMER_SCHEME
     from service_common.storage import schema_checks
     from service_common.web import create_base_app
 
     settings = settings or Settings()
     saga = create_saga(settings)
-    app = create_base_app(SERVICE, "Order Service", settings, schema_checks(saga.engine, MIGRATIONS))
+    schemes = {"adminToken": ADMIN_SCHEME}
+    if settings.customer_auth == "jwt":
+        schemes["customerToken"] = CUSTOMER_SCHEME
+    app = create_base_app(
+        SERVICE,
+        "Order Service",
+        settings,
+        schema_checks(saga.engine, MIGRATIONS),
+        description=DESCRIPTION,
+        security_schemes=schemes,
+    )
     app.register_api(orders_blueprint(saga, settings))
+    app.document_limit("CreateOrderRequest", "quantity", maximum=settings.max_quantity)
     app.extensions["saga"] = saga
     return app

@@ -14,15 +14,16 @@ from order_service.customers import Caller, CustomerAuth
 from order_service.saga import OrderRequest, OrderSaga, Outcome
 from order_service.settings import Settings
 from service_common.auth import require_token
-from service_common.errors import ApiError, ErrorResponse, NotFound
+from service_common.errors import ApiError, NotFound
 from service_common.jsonio import json_response
+from service_common.openapi import ADMIN, described, errors, operation_id
 from service_common.parsing import bodyless
 
 _ORDERS = Tag(name="orders", description="Customer orders")
 _ADMIN = Tag(name="admin", description="Operators (admin token)")
-_E = ErrorResponse
-# 401 on every operation: with CUSTOMER_AUTH=jwt a customer token is required.
-_COMMON = {400: _E, 401: _E, 413: _E, 415: _E, 422: _E, 503: _E}
+
+_NO_ORDER = "No such order (`order_not_found`); with CUSTOMER_AUTH=jwt, also another customer's order."
+_PENDING = described("Order", "The order, while inventory has not confirmed the step yet; the worker finishes it.")
 
 
 def _answer(outcome: Outcome) -> Response:
@@ -54,9 +55,13 @@ def _idempotency_key() -> str | None:
 
 
 def orders_blueprint(saga: OrderSaga, settings: Settings) -> APIBlueprint:
-    bp = APIBlueprint("orders", __name__, abp_responses=_COMMON)
+    bp = APIBlueprint("orders", __name__, operation_id_callback=operation_id)
     engine = saga.engine
     customers = CustomerAuth(settings)
+    # With CUSTOMER_AUTH=jwt every order operation needs a customer's JWT or the admin token (401
+    # otherwise); by default (none) they are public and take no token.
+    customer: list[dict[str, list[str]]] | None = [{"customerToken": []}, *ADMIN] if customers.enabled else None
+    unauthorized = {401: "The customer token is missing or not valid (`unauthorized`)."} if customers.enabled else {}
     # A caller's 401 comes before their body is looked at.
     bp.before_request(lambda: setattr(g, "caller", customers.caller()))
 
@@ -67,8 +72,36 @@ def orders_blueprint(saga: OrderSaga, settings: Settings) -> APIBlueprint:
             raise NotFound(f"Order {order_id} not found.", "order_not_found")
         return row
 
-    @bp.post("/orders", tags=[_ORDERS], responses={201: schemas.Order, 404: _E, 409: _E})
+    @bp.post(
+        "/orders",
+        tags=[_ORDERS],
+        security=customer,
+        responses={
+            201: schemas.Order,
+            **errors(
+                {
+                    **unauthorized,
+                    400: "The body is not a JSON object (`invalid_json`), or the Idempotency-Key is not 1-255 "
+                    "printable ASCII characters (`invalid_idempotency_key`).",
+                    404: "No such product (`product_not_found`): the order is rejected.",
+                    409: "Not enough stock (`insufficient_stock`): the order is rejected. Or a request with this "
+                    "Idempotency-Key is still running after 5 s (`in_progress`, with `Retry-After`).",
+                    422: "The body breaks the schema or asks for more than MAX_QUANTITY (`validation_error`), "
+                    "or the Idempotency-Key was used with another body (`idempotency_key_reused`).",
+                    503: "Inventory is unreachable (`inventory_unavailable`: the order failed and the key is "
+                    "let go) or the database is (`database_unavailable`); retry after `Retry-After` seconds.",
+                },
+                body=True,
+            ),
+        },
+    )
     def create_order(body: schemas.CreateOrderRequest, header: schemas.IdempotencyHeader) -> Response:
+        """Place an order
+
+        Reserves the stock in the Inventory Service, then answers the confirmed order with its prices.
+        With an Idempotency-Key, a retry with the same body is answered the original status and body
+        without reserving again; keys are remembered for 24 h.
+        """
         if body.quantity > settings.max_quantity:
             raise ApiError(422, "validation_error", f"quantity: must be at most {settings.max_quantity}")
         key = _idempotency_key()
@@ -77,8 +110,21 @@ def orders_blueprint(saga: OrderSaga, settings: Settings) -> APIBlueprint:
         order = OrderRequest(body.product_id, body.quantity, caller.customer_id or body.customer_id)
         return _answer(saga.place(order, (caller.idempotency_scope, key) if key else None))
 
-    @bp.get("/orders", tags=[_ORDERS], responses={200: schemas.OrderList})
+    @bp.get(
+        "/orders",
+        tags=[_ORDERS],
+        security=customer,
+        responses={
+            200: schemas.OrderList,
+            **errors({**unauthorized, 422: "A query parameter breaks the schema (`validation_error`)."}),
+        },
+    )
     def list_orders(query: schemas.OrderQuery) -> Response:
+        """List orders
+
+        Newest first, a page at a time. Refused orders (rejected, failing, failed) are listed only when
+        asked for with `status`. With CUSTOMER_AUTH=jwt a customer sees only their own.
+        """
         own = _caller().customer_id
         if own is not None and query.customer_id not in (None, own):
             return json_response({"orders": [], "total_count": 0})
@@ -87,29 +133,92 @@ def orders_blueprint(saga: OrderSaga, settings: Settings) -> APIBlueprint:
         )
         return json_response({"orders": [storage.order_json(r) for r in rows], "total_count": total})
 
-    @bp.get("/orders/<order_id>", tags=[_ORDERS], responses={200: schemas.Order, 404: _E})
+    @bp.get(
+        "/orders/<order_id>",
+        tags=[_ORDERS],
+        security=customer,
+        responses={200: schemas.Order, **errors({**unauthorized, 404: _NO_ORDER})},
+    )
     def get_order(path: schemas.OrderPath) -> Response:
+        """Read an order"""
         return json_response(storage.order_json(visible_order(path.order_id)))
 
     @bp.delete(
-        "/orders/<order_id>", tags=[_ORDERS], responses={200: schemas.Order, 202: schemas.Order, 404: _E, 409: _E}
+        "/orders/<order_id>",
+        tags=[_ORDERS],
+        security=customer,
+        responses={
+            200: schemas.Order,
+            202: _PENDING,
+            **errors(
+                {
+                    **unauthorized,
+                    404: _NO_ORDER,
+                    409: "The order is not confirmed, so it cannot be cancelled (`not_cancellable`).",
+                },
+                stray_body=True,
+            ),
+        },
     )
     def cancel_order(path: schemas.OrderPath) -> Response:
+        """Cancel an order
+
+        A confirmed order's stock is released and the order answered `cancelled` (200); while inventory
+        has not confirmed the release it is `cancelling` (202). Cancelling again answers the same. The
+        order stays readable afterwards: a cancelled order is kept, not deleted.
+        """
         return _answer(saga.cancel(visible_order(path.order_id).id))
 
     @bp.post(
         "/orders/<order_id>/fulfil",
         tags=[_ORDERS],
-        responses={200: schemas.Order, 202: schemas.Order, 401: _E, 404: _E, 409: _E},
+        security=ADMIN,
+        responses={
+            200: schemas.Order,
+            202: _PENDING,
+            **errors(
+                {
+                    404: "No such order (`order_not_found`).",
+                    409: "The order is not confirmed, so it cannot be fulfilled (`not_fulfillable`).",
+                },
+                stray_body=True,
+                auth=True,
+            ),
+        },
     )
     @require_token("admin")
     @bodyless
     def fulfil_order(path: schemas.OrderPath) -> Response:
+        """Fulfil an order (admin)
+
+        The order's reserved stock is committed as sold and the order answered `fulfilled` (200); while
+        inventory has not confirmed the commit it is `fulfilling` (202). Fulfilling again answers the same.
+        Takes no body.
+        """
         return _answer(saga.fulfil(_number(path.order_id)))
 
-    @bp.get("/admin/audit", tags=[_ADMIN], responses={200: schemas.AuditReport, 401: _E, 409: schemas.AuditReport})
+    @bp.get(
+        "/admin/audit",
+        tags=[_ADMIN],
+        security=ADMIN,
+        responses={
+            200: schemas.AuditReport,
+            409: described("AuditReport", "Discrepancies found (seen twice, a moment apart): the same report."),
+            **errors(
+                auth=True,
+                unavailable="The database or the Inventory Service is unavailable (`database_unavailable`, "
+                "`inventory_unavailable`); retry after `Retry-After` seconds.",
+            ),
+        },
+    )
     @require_token("admin")
     def audit() -> Response:
+        """Audit orders against inventory (admin)
+
+        Compares every settled order with its reservation, and each product's stock with its ledger and
+        held reservations. 200 when consistent; 409 with the same report when discrepancies are found
+        (confirmed twice, a moment apart). Orders changed within the recovery grace period are skipped.
+        """
         report = run_audit(saga)
         return json_response(report, 200 if report["consistent"] else 409)
 

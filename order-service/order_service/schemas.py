@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, WithJsonSchema
 
 from order_service.storage import STATES
 from service_common.money import Money
+from service_common.openapi import Timestamp
 from service_common.parsing import Identifier
 
 Status = Literal[STATES]  # type: ignore[valid-type]
@@ -15,7 +16,11 @@ Status = Literal[STATES]  # type: ignore[valid-type]
 
 class CreateOrderRequest(BaseModel):
     # JSON types exactly as sent (no "2" for 2, no true for 1); unknown fields refused.
-    model_config = ConfigDict(strict=True, extra="forbid")
+    model_config = ConfigDict(
+        strict=True,
+        extra="forbid",
+        json_schema_extra={"example": {"product_id": "P001", "quantity": 2, "customer_id": "C123"}},
+    )
 
     product_id: Identifier
     quantity: StrictInt = Field(ge=1, description="Units to order; at most MAX_QUANTITY (10000 by default).")
@@ -23,28 +28,55 @@ class CreateOrderRequest(BaseModel):
 
 
 class OrderPath(BaseModel):
-    order_id: str = Field(description="Order id, e.g. ORD00000001.")
+    # Any string: one that names no order is answered 404 (order_not_found), not 422.
+    order_id: str = Field(
+        description="Order id: ORD and eight or more digits.", json_schema_extra={"example": "ORD00000001"}
+    )
 
 
 class OrderQuery(BaseModel):
-    limit: int = Field(100, ge=1, le=1000)
+    limit: int = Field(100, ge=1, le=1000, description="Orders per page.")
     # Bounded by what the databases' OFFSET takes (a signed 64-bit integer); past the end a page is empty.
-    offset: int = Field(0, ge=0, le=2**63 - 1)
-    customer_id: Identifier | None = None
+    offset: int = Field(0, ge=0, le=2**63 - 1, description="Orders to skip, newest first.")
+    customer_id: Identifier | None = Field(None, description="Only this customer's orders.")
     status: Status | None = Field(None, description="Only orders in this state (refused ones included).")
+
+
+# The key is checked by the route (400 invalid_idempotency_key, not 422); the document says what it takes.
+_IdempotencyKey = Annotated[
+    str | None, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"})
+]
 
 
 class IdempotencyHeader(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
-    idempotency_key: str | None = Field(
+    idempotency_key: _IdempotencyKey = Field(
         None,
         alias="Idempotency-Key",
-        description="1-255 printable ASCII characters; a retry with the same key and body is answered again.",
+        description="1-255 printable ASCII characters. A retry with the same key and body is answered the "
+        "first answer again, without placing another order; the same key with another body is refused (422).",
+        # Optional, but never null: a header is there or it is not.
+        json_schema_extra=lambda schema: schema.pop("default", None),
     )
 
 
 class Order(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "order_id": "ORD00000001",
+                "product_id": "P001",
+                "quantity": 2,
+                "customer_id": "C123",
+                "status": "confirmed",
+                "unit_price": 999.99,
+                "total_price": 1999.98,
+                "created_at": "2026-01-01T12:00:00.000000+00:00",
+            }
+        }
+    )
+
     order_id: str
     product_id: str
     quantity: int
@@ -52,9 +84,9 @@ class Order(BaseModel):
     status: Status
     unit_price: Money | None
     total_price: Money | None
-    created_at: str = Field(description="UTC, RFC 3339.")
-    cancelled_at: str | None = Field(None, description="Present once cancelled.")
-    fulfilled_at: str | None = Field(None, description="Present once fulfilled.")
+    created_at: Timestamp = Field(description="UTC, RFC 3339.")
+    cancelled_at: Timestamp | None = Field(None, description="Present once cancelled.")
+    fulfilled_at: Timestamp | None = Field(None, description="Present once fulfilled.")
 
 
 class OrderList(BaseModel):

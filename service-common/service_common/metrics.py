@@ -92,6 +92,8 @@ def register_metrics(app: Flask, service: str, collectors: Iterable[Any] = ()) -
                 latency.labels(service, route, request.method).observe(time.perf_counter() - started)
         return response
 
-    @app.get("/metrics")
     def metrics() -> Response:
         return Response(_scrape(scraped), mimetype=CONTENT_TYPE_LATEST)
+
+    # A plain Flask rule: Prometheus text for scrapers, not part of the OpenAPI document.
+    app.add_url_rule("/metrics", "metrics", metrics, methods=["GET"])

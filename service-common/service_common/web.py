@@ -9,16 +9,27 @@ from flask import Response, redirect, request
 from flask_openapi3 import Info, OpenAPI
 
 from service_common.auth import register_auth
-from service_common.errors import register_error_handlers
+from service_common.errors import ErrorResponse, register_error_handlers
 from service_common.health import health_blueprint
 from service_common.jsonio import OrjsonProvider, json_response
 from service_common.logs import register_request_logging
 from service_common.metrics import register_metrics
+from service_common.openapi import ServiceOpenAPI
 from service_common.parsing import register_request_parsing, validation_error_response
 from service_common.settings import ServiceSettings
 from service_common.tracing import configure_tracing
 
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+_ERRORS = """
+
+Every error is `{"error": {"code": "...", "message": "..."}}` (ErrorResponse) with the status that fits:
+400 a body that is not a JSON object, 401 a missing or wrong bearer token, 404 not found, 405 a method the
+path does not take (with `Allow`), 409 a conflict with the current state, 413 a body over 64 KiB, 415 a
+body not sent as `application/json`, 422 a request that breaks the schema, 503 the database or a service
+it depends on is unavailable (with `Retry-After`). Each operation lists the ones it can answer.
+Health probes (`/health`, `/health/live`, `/health/ready`) and Prometheus metrics (`/metrics`) are
+served too, outside this document."""
 
 
 def create_base_app(
@@ -27,13 +38,19 @@ def create_base_app(
     settings: ServiceSettings,
     ready_checks: Callable[[], dict[str, str]],
     collectors: Iterable[Any] = (),
-) -> OpenAPI:
-    app = OpenAPI(
+    *,
+    description: str = "",
+    security_schemes: dict[str, Any] | None = None,
+) -> ServiceOpenAPI:
+    app = ServiceOpenAPI(
         service,
-        info=Info(title=title, version="1.0.0"),
+        info=Info(title=title, version="1.0.0", description=description + _ERRORS),
+        security_schemes=security_schemes,
         doc_prefix="/docs",
         doc_url="/openapi.json",
         validation_error_status=422,
+        # Errors are one shape: the document names ErrorResponse for the 422 that pydantic answers.
+        validation_error_model=ErrorResponse,
         validation_error_callback=validation_error_response,
     )
     app.json = OrjsonProvider(app)
