@@ -90,3 +90,13 @@ def test_restock_adds_units_and_price_changes_do_not_touch_placed_orders(api: Ap
     assert restocked.json()["available_quantity"] == 9
     assert api.order(order["order_id"])["unit_price"] == 10.0
     assert api.place(product, 2).json()["total_price"] == 25.0
+
+
+def test_a_product_cannot_take_the_name_of_a_fixed_path(api: Api) -> None:
+    r = api.http.post(
+        f"{api.inventory_url}/inventory",
+        json={"product_id": "audit", "name": "Shadowed", "price": 1, "quantity": 1},
+        headers=api.admin,
+        timeout=10,
+    )
+    assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error"

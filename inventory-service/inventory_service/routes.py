@@ -27,6 +27,10 @@ _NO_RESERVATION = "No reservation for this order (`reservation_not_found`)."
 _TOO_MANY = "The body breaks the schema or asks for more than MAX_QUANTITY (`validation_error`)."
 
 
+# Fixed paths under /inventory/ that GET /inventory/{product_id} could never reach for such a product.
+_SHADOWED_IDS = frozenset({"audit"})
+
+
 def _product_id(value: str) -> str:
     if not is_identifier(value):
         raise NotFound(f"Product {value[:64]} not found.", "product_not_found")
@@ -209,6 +213,8 @@ def inventory_blueprint(engine: Engine, settings: Settings) -> APIBlueprint:
     @require_token("admin")
     def create_product(body: schemas.CreateProductRequest) -> Response:
         """Create a product (admin)"""
+        if body.product_id in _SHADOWED_IDS:
+            raise ApiError(422, "validation_error", f"product_id: {body.product_id!r} is a reserved path segment")
         _check_quantity(body.quantity, settings.max_restock)
         product = storage.create_product(engine, body.product_id, body.name, _price(body.price), body.quantity)
         return json_response(product, 201)
