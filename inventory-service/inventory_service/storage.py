@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from service_common.errors import Conflict, NotFound
-from service_common.storage import UTCDateTime, big_id, insert_ignoring_conflict, reading, rfc3339, utcnow
+from service_common.storage import UTCDateTime, big_id, insert_ignoring_conflict, reading, rfc3339, utcnow, writing
 
 metadata = sa.MetaData()
 
@@ -167,7 +167,7 @@ def reserve(engine: Engine, order_id: str, product_id: str, quantity: int) -> Re
     """Hold `quantity` units for `order_id`, once. A retry with the same order is answered again."""
     now = utcnow()
     try:
-        with engine.begin() as conn:
+        with writing(engine) as conn:
             taken = conn.execute(
                 products.update()
                 .where(products.c.product_id == product_id, products.c.available_quantity >= quantity)
@@ -226,7 +226,7 @@ def release(
 ) -> dict[str, Any]:
     """Make `order_id` hold nothing: release a held reservation exactly once, or leave a tombstone."""
     now = utcnow()
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         existing = _reservation(conn, order_id)
         if existing is None:
             tombstone = conn.execute(
@@ -259,7 +259,7 @@ def release(
 def commit(engine: Engine, order_id: str) -> dict[str, Any]:
     """Turn a held reservation into a sale: the units leave `reserved_quantity` for good."""
     now = utcnow()
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         done = conn.execute(
             reservations.update()
             .where(reservations.c.order_id == order_id, reservations.c.status == HELD)
@@ -280,7 +280,7 @@ def commit(engine: Engine, order_id: str) -> dict[str, Any]:
 
 def restock(engine: Engine, product_id: str, quantity: int) -> dict[str, Any]:
     now = utcnow()
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         row = conn.execute(
             products.update()
             .where(products.c.product_id == product_id)
@@ -295,7 +295,7 @@ def restock(engine: Engine, product_id: str, quantity: int) -> dict[str, Any]:
 
 def create_product(engine: Engine, product_id: str, name: str, price: Decimal, quantity: int) -> dict[str, Any]:
     now = utcnow()
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         row = conn.execute(
             insert_ignoring_conflict(conn, products, ["product_id"])
             .values(
@@ -317,7 +317,7 @@ def create_product(engine: Engine, product_id: str, name: str, price: Decimal, q
 
 def update_product(engine: Engine, product_id: str, changes: dict[str, Any]) -> dict[str, Any]:
     """Change name or price; never stock. Orders keep the price they were placed at."""
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         query = products.update().where(products.c.product_id == product_id)
         row = conn.execute(query.values(**changes, updated_at=utcnow()).returning(*products.c)).first()
     if row is None:

@@ -8,8 +8,8 @@ import logging
 from typing import Any
 
 import orjson
-import pybreaker
 import urllib3
+from circuitbreaker import CircuitBreaker, CircuitBreakerError
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -60,13 +60,16 @@ class InventoryClient:
         )
         self._attempts = settings.inventory_retries + 1
         self._backoff_max = settings.inventory_backoff_max
-        self.breaker = pybreaker.CircuitBreaker(
-            fail_max=settings.breaker_fail_max,
-            reset_timeout=settings.breaker_reset_seconds,
-            exclude=[InventoryRefused],
+        # No lock around the call: pybreaker holds one for the whole call, which let each server worker
+        # have one inventory call in flight at a time. Only connection failures, timeouts and 5xx count;
+        # a 4xx is inventory's healthy answer. Open: fail fast; after the reset time, calls probe again.
+        self.breaker = CircuitBreaker(
+            failure_threshold=settings.breaker_fail_max,
+            recovery_timeout=settings.breaker_reset_seconds,
+            expected_exception=(_Retryable, InventoryUnavailable),
             name="inventory",
-            listeners=[_BreakerMetrics()],
         )
+        self._guarded = self.breaker.decorate(self._with_retries)
 
     # --- the calls -------------------------------------------------------------------------------------------
 
@@ -101,8 +104,8 @@ class InventoryClient:
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         operation = path.split("/")[2]  # reserve, release, commit, reservations, audit
         try:
-            result = self.breaker.call(self._with_retries, method, path, body)
-        except pybreaker.CircuitBreakerError as exc:
+            result = self._guarded(method, path, body)
+        except CircuitBreakerError as exc:
             metrics.inventory_call(operation, "circuit_open")
             raise InventoryUnavailable("circuit open") from exc
         except _Retryable as exc:
@@ -114,6 +117,8 @@ class InventoryClient:
         except InventoryUnavailable:
             metrics.inventory_call(operation, "error")
             raise
+        finally:
+            metrics.breaker_open(self.breaker.opened)
         metrics.inventory_call(operation, "ok")
         return result
 
@@ -153,14 +158,6 @@ class InventoryClient:
         if response.status >= 500:  # a fault in inventory, not a passing outage: counted, not retried
             raise InventoryUnavailable(f"{method} {path}: HTTP {response.status}")
         return payload
-
-
-class _BreakerMetrics(pybreaker.CircuitBreakerListener):
-    def state_change(self, cb: pybreaker.CircuitBreaker, old_state: Any, new_state: Any) -> None:
-        log.warning(
-            "inventory circuit %s", new_state.name, extra={"fields": {"from": getattr(old_state, "name", None)}}
-        )
-        metrics.breaker_open(new_state.name == pybreaker.STATE_OPEN)
 
 
 def _log_retry(state: RetryCallState) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from service_common.storage import UTCDateTime, big_id, reading, rfc3339, utcnow
+from service_common.storage import UTCDateTime, big_id, reading, rfc3339, utcnow, writing
 
 metadata = sa.MetaData()
 
@@ -150,7 +150,7 @@ def create_pending(
         "created_at": now,
         "updated_at": now,
     }
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         if key is not None:
             scope, idem, fingerprint = key
             conn.execute(
@@ -175,7 +175,7 @@ def transition(engine: Engine, number: int, expected: str | tuple[str, ...], new
     """Move an order from an expected state to `new`; the row as written, or None if it was not there."""
     allowed = (expected,) if isinstance(expected, str) else expected
     now = utcnow()
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         return conn.execute(
             orders.update()
             .where(orders.c.id == number, orders.c.status.in_(allowed))
@@ -203,7 +203,7 @@ def claim_unfinished(engine: Engine, *, older_than: dt.timedelta, lease: dt.time
         orders.c.updated_at < now - older_than,
         sa.or_(orders.c.claimed_until.is_(None), orders.c.claimed_until < now),
     ]
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         query = sa.select(orders.c.id).where(*stale).order_by(orders.c.id).limit(limit)
         if conn.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import threading
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -114,6 +116,8 @@ def _sqlite_engine(url: str, *, busy_timeout_ms: int) -> Engine:
         cur.execute("PRAGMA synchronous=FULL")
         cur.close()
 
+    _write_locks[engine] = (threading.Lock(), busy_timeout_ms / 1000)
+
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         # A deferred read-then-write transaction in WAL mode fails with SQLITE_BUSY whatever the timeout;
@@ -122,6 +126,34 @@ def _sqlite_engine(url: str, *, busy_timeout_ms: int) -> Engine:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+# SQLite engines' in-process writer locks (see writing()); PostgreSQL engines have none.
+_write_locks: weakref.WeakKeyDictionary[Engine, tuple[threading.Lock, float]] = weakref.WeakKeyDictionary()
+
+
+@contextlib.contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A write transaction.
+
+    SQLite has one writer at a time. Threads of one process queue for it here, in turn, instead of
+    polling SQLite's busy handler, which sleeps up to 100 ms between tries and made busy workers answer
+    503 under load; between processes BEGIN IMMEDIATE and busy_timeout still decide. This lock is for
+    throughput only: correctness comes from the database. On PostgreSQL it is just a transaction.
+    """
+    entry = _write_locks.get(engine)
+    if entry is None:
+        with engine.begin() as conn:
+            yield conn
+        return
+    lock, timeout = entry
+    if not lock.acquire(timeout=timeout):
+        raise sa.exc.TimeoutError("the SQLite writer stayed busy")
+    try:
+        with engine.begin() as conn:
+            yield conn
+    finally:
+        lock.release()
 
 
 def read_only(conn: Connection) -> Connection:
