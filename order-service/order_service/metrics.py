@@ -6,12 +6,26 @@ directory first.
 
 from __future__ import annotations
 
-import functools
+import threading
 from typing import Any
 
+_created: dict[str, Any] | None = None
+_creating = threading.Lock()
 
-@functools.cache
+
 def _metrics() -> dict[str, Any]:
+    # Created once per process under a lock: the first calls come from request threads at once, and
+    # a second registration of the same names raises DuplicateTimeseries (functools.cache would let
+    # two threads both create them, and that request would answer 500).
+    global _created
+    if _created is None:
+        with _creating:
+            if _created is None:
+                _created = _create()
+    return _created
+
+
+def _create() -> dict[str, Any]:
     from prometheus_client import Counter, Gauge
 
     return {
