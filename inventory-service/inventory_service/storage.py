@@ -16,7 +16,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from service_common.errors import Conflict, NotFound
-from service_common.storage import UTCDateTime, big_id, insert_ignoring_conflict, reading, rfc3339, utcnow, writing
+from service_common.storage import (
+    UTCDateTime,
+    big_id,
+    insert_ignoring_conflict,
+    reading,
+    rfc3339,
+    snapshot,
+    utcnow,
+    writing,
+)
 
 metadata = sa.MetaData()
 
@@ -373,8 +382,9 @@ def list_reservations(engine: Engine) -> list[dict[str, Any]]:
 
 
 def stock_report(engine: Engine) -> dict[str, Any]:
-    """Per product: stock columns, the ledger's sums, and the sum of held reservations."""
-    with reading(engine) as conn:
+    """Per product: stock columns, the ledger's sums, and the sum of held reservations, all as of one
+    moment (a reserve committing between two of the reads would otherwise look like a leak)."""
+    with snapshot(engine) as conn:
         ledger = {
             r.product_id: (int(r.available), int(r.reserved))
             for r in conn.execute(

@@ -169,6 +169,21 @@ def reading(engine: Engine) -> Iterator[Connection]:
             yield conn
 
 
+@contextlib.contextmanager
+def snapshot(engine: Engine) -> Iterator[Connection]:
+    """A read-only transaction whose statements all see one moment of the database, for reads that
+    compare tables with each other. READ COMMITTED (PostgreSQL's default here) gives each statement a
+    snapshot of its own, so a write committing between two of them would look like an inconsistency;
+    REPEATABLE READ takes one for the whole transaction. On SQLite (WAL) a read transaction already does.
+    """
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        conn = read_only(conn)
+        with conn.begin():
+            yield conn
+
+
 # --- migrations -------------------------------------------------------------------------------------------
 
 
