@@ -22,9 +22,20 @@ from tests.topology import free_port
 
 INITIAL = 100_000
 
+
+def _program(name: str) -> str | None:
+    """A PostgreSQL server program: on PATH, or where Debian's packages keep them (newest version)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    installed = Path("/usr/lib/postgresql").glob(f"*/bin/{name}")
+    newest = max(installed, key=lambda p: [int(x) for x in p.parts[-3].split(".") if x.isdigit()], default=None)
+    return str(newest) if newest else None
+
+
+INITDB, PG_CTL = _program("initdb"), _program("pg_ctl")
 pytestmark = pytest.mark.skipif(
-    shutil.which("initdb") is None or shutil.which("pg_ctl") is None,
-    reason="a throwaway PostgreSQL needs initdb and pg_ctl on PATH",
+    INITDB is None or PG_CTL is None, reason="a throwaway PostgreSQL needs initdb and pg_ctl (PostgreSQL server)"
 )
 
 
@@ -33,34 +44,37 @@ class ThrowawayPostgres:
     `postgres` user (PostgreSQL refuses to run as root)."""
 
     def __init__(self) -> None:
+        owner = None
+        if os.geteuid() == 0:
+            import pwd
+
+            try:
+                owner = pwd.getpwnam("postgres")
+            except KeyError:
+                pytest.skip("running as root and there is no postgres user to run a throwaway PostgreSQL")
         self.dir = Path(tempfile.mkdtemp(prefix="pg-restart-"))
         self.data = self.dir / "data"
         self.port = free_port()
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         self._as: list[str] = []
-        if os.geteuid() == 0:
-            import pwd
-
-            try:
-                user = pwd.getpwnam("postgres")
-            except KeyError:
-                pytest.skip("running as root and there is no postgres user to run a throwaway PostgreSQL")
-            os.chown(self.dir, user.pw_uid, user.pw_gid)
+        if owner is not None:
+            os.chown(self.dir, owner.pw_uid, owner.pw_gid)
             self._as = ["runuser", "-u", "postgres", "--"]
 
     def _run(self, *args: str) -> None:
-        subprocess.run([*self._as, *args], check=True, capture_output=True, timeout=120)
+        done = subprocess.run([*self._as, *args], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"{' '.join(args[:2])} failed: {done.stderr or done.stdout}"
 
     def _pg_ctl(self, action: str, *extra: str) -> None:
         options = (
             f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.dir} "
             "-c fsync=off -c max_connections=100"
         )
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "server.log"), "-w", "-t", "60",
+        self._run(str(PG_CTL), "-D", str(self.data), "-l", str(self.dir / "server.log"), "-w", "-t", "60",
                   *extra, "-o", options, action)  # fmt: skip
 
     def start(self) -> None:
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8")
+        self._run(str(INITDB), "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8")
         self._pg_ctl("start")
 
     def restart(self) -> None:
@@ -68,7 +82,7 @@ class ThrowawayPostgres:
 
     def stop(self) -> None:
         subprocess.run(
-            [*self._as, "pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop"],
+            [*self._as, str(PG_CTL), "-D", str(self.data), "-m", "immediate", "-w", "stop"],
             capture_output=True,
             timeout=60,
         )

@@ -51,9 +51,10 @@ def test_order_service_killed_under_load(tmp_path: Path, kind: str) -> None:
             stream.wait_for_more_orders(10)
 
         # Requests in flight at the kill were dropped (their orders are the worker's to finish); every
-        # answer the clients did get was a confirmation.
+        # answer the clients did get was a confirmation (or, on a slow machine, a clean 503 after an
+        # inventory call timed out).
         assert stream.bad == []
-        assert set(stream.answers) == {(201, "confirmed")}, stream.answers
+        assert set(stream.answers) <= {(201, "confirmed"), (503, "inventory_unavailable")}, stream.answers
 
         orders = assert_recovered(api, product, INITIAL)
         assert {orders[i]["status"] for i in stream.created} == {"confirmed"}
