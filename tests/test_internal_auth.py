@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 import requests
 
-from order_service.storage import STATES
 from tests.conftest import Api
 from tests.topology import ADMIN_TOKEN, SERVICE_TOKEN
 
@@ -107,10 +106,6 @@ def assert_unauthorized(r: requests.Response) -> None:
         assert leak not in text, f"{leak!r} in {r.text[:300]}"
 
 
-def order_count(api: Api) -> int:
-    return sum(api.orders(status=state, limit=1)["total_count"] for state in STATES)
-
-
 def state(api: Api, world: World) -> dict[str, Any]:
     """Everything any of the endpoints could change."""
     held, for_order = api.reservation(world.held), api.reservation(world.order)
@@ -122,7 +117,7 @@ def state(api: Api, world: World) -> dict[str, Any]:
         "order_reservation": for_order.json(),
         "fresh_reservation": api.reservation(world.fresh).status_code,
         "new_product": api.http.get(f"{api.inventory_url}/inventory/{world.new}", timeout=10).status_code,
-        "orders": order_count(api),
+        "orders": api.order_count(),
     }
 
 
