@@ -21,6 +21,7 @@ import pytest
 import requests
 import yaml
 
+from tests.conftest import ENGINES
 from tests.manifests import (
     INVENTORY,
     K8S,
@@ -384,16 +385,6 @@ def test_worker_runs_with_the_order_service_settings() -> None:
 # As root (CI), each process runs as the manifest's uid in its own mount namespace with the root filesystem
 # remounted read-only: only its emptyDir volumes (fresh tmpfs mounts) and, for SQLite, the database directory
 # are writable, as with readOnlyRootFilesystem; no capabilities (one exception: _interpreter_caps).
-
-ENGINES = [
-    "sqlite",
-    pytest.param(
-        "postgresql",
-        marks=pytest.mark.skipif(
-            not os.environ.get("TEST_DATABASE_URL"), reason="PostgreSQL tests need TEST_DATABASE_URL"
-        ),
-    ),
-]
 
 # In the mount namespace: tmpfs on each emptyDir path, the writable directories bound onto themselves, then the
 # root filesystem read-only, then the program as the pod's uid/gid with no new privileges and the capabilities

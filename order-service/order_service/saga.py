@@ -206,60 +206,50 @@ class OrderSaga:
     # --- cancelling ------------------------------------------------------------------------------------------
 
     def cancel(self, number: int) -> Outcome:
-        row = storage.transition(self.engine, number, storage.CONFIRMED, storage.CANCELLING)
-        if row is None:
-            current = self._existing(number)
-            if current.status == storage.CANCELLED:
-                return self._order(200, current)
-            if current.status == storage.CANCELLING:
-                return self._order(202, current)
-            raise Conflict("not_cancellable", f"Order {storage.format_order_id(number)} is {current.status}.")
-        self.failpoints.hit("after_cancelling")
-        done = self.finish_cancelling(row)
-        if done is None:
-            return self._order(202, row)
-        return self._order(200, done)
-
-    def finish_cancelling(self, order: Any) -> Any:
-        order_id = storage.format_order_id(order.id)
-        try:
-            self.inventory.release(order_id, order.product_id, order.quantity)
-        except (InventoryUnavailable, InventoryRefused) as exc:
-            log.warning("release deferred", extra={"fields": {"order_id": order_id, "reason": str(exc)}})
-            return None
-        done = storage.transition(
-            self.engine, order.id, storage.CANCELLING, storage.CANCELLED, cancelled_at=storage.utcnow()
-        )
-        if done is not None:
-            metrics.saga_outcome("cancelled")
-        return done or storage.get_order(self.engine, order.id)
-
-    # --- fulfilling ------------------------------------------------------------------------------------------
+        return self._two_step(number, storage.CANCELLING, storage.CANCELLED, "not_cancellable", "after_cancelling")
 
     def fulfil(self, number: int) -> Outcome:
-        row = storage.transition(self.engine, number, storage.CONFIRMED, storage.FULFILLING)
+        return self._two_step(number, storage.FULFILLING, storage.FULFILLED, "not_fulfillable", None)
+
+    def _two_step(self, number: int, middle: str, final: str, refusal: str, failpoint: str | None) -> Outcome:
+        """confirmed → middle (only one request wins) → the inventory step → final.
+
+        200 with the order once final; 202 while the inventory step is still owed (the worker delivers it).
+        """
+        row = storage.transition(self.engine, number, storage.CONFIRMED, middle)
         if row is None:
             current = self._existing(number)
-            if current.status == storage.FULFILLED:
+            if current.status == final:
                 return self._order(200, current)
-            if current.status == storage.FULFILLING:
+            if current.status == middle:
                 return self._order(202, current)
-            raise Conflict("not_fulfillable", f"Order {storage.format_order_id(number)} is {current.status}.")
-        done = self.finish_fulfilling(row)
+            raise Conflict(refusal, f"Order {storage.format_order_id(number)} is {current.status}.")
+        if failpoint:
+            self.failpoints.hit(failpoint)
+        done = self.finish(row)
         return self._order(202, row) if done is None else self._order(200, done)
 
-    def finish_fulfilling(self, order: Any) -> Any:
+    def finish(self, order: Any) -> Any:
+        """Deliver the inventory step a cancelling or fulfilling order still owes, then make it final.
+
+        The order row as it ends, or None when inventory could not take the step now.
+        """
         order_id = storage.format_order_id(order.id)
+        if order.status == storage.CANCELLING:
+            step, final, stamp = "release", storage.CANCELLED, "cancelled_at"
+        else:
+            step, final, stamp = "commit", storage.FULFILLED, "fulfilled_at"
         try:
-            self.inventory.commit(order_id)
+            if step == "release":
+                self.inventory.release(order_id, order.product_id, order.quantity)
+            else:
+                self.inventory.commit(order_id)
         except (InventoryUnavailable, InventoryRefused) as exc:
-            log.warning("commit deferred", extra={"fields": {"order_id": order_id, "reason": str(exc)}})
+            log.warning(f"{step} deferred", extra={"fields": {"order_id": order_id, "reason": str(exc)}})
             return None
-        done = storage.transition(
-            self.engine, order.id, storage.FULFILLING, storage.FULFILLED, fulfilled_at=storage.utcnow()
-        )
+        done = storage.transition(self.engine, order.id, order.status, final, **{stamp: storage.utcnow()})
         if done is not None:
-            metrics.saga_outcome("fulfilled")
+            metrics.saga_outcome(final)
         return done or storage.get_order(self.engine, order.id)
 
     # --- recovery --------------------------------------------------------------------------------------------

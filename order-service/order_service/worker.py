@@ -55,10 +55,9 @@ def _resolve(saga: OrderSaga, order: Any) -> str:
         return saga.resolve_pending(order)
     if order.status == storage.FAILING:
         return "failed" if saga.finish_failing(order) else "deferred"
-    if order.status == storage.CANCELLING:
-        return "cancelled" if saga.finish_cancelling(order) is not None else "deferred"
-    if order.status == storage.FULFILLING:
-        return "fulfilled" if saga.finish_fulfilling(order) is not None else "deferred"
+    if order.status in (storage.CANCELLING, storage.FULFILLING):
+        done = saga.finish(order)
+        return "deferred" if done is None else done.status
     return "skipped"
 
 
