@@ -163,7 +163,15 @@ def read_only(conn: Connection) -> Connection:
 
 @contextlib.contextmanager
 def reading(engine: Engine) -> Iterator[Connection]:
+    """Reads that need no snapshot across statements (see snapshot() for those).
+
+    On PostgreSQL in autocommit, so a read is one round trip, not BEGIN + SELECT + COMMIT; on SQLite a
+    deferred transaction, which takes no write lock.
+    """
     with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+            return
         conn = read_only(conn)
         with conn.begin():
             yield conn
