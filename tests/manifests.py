@@ -204,6 +204,14 @@ def container_env(container: dict[str, Any]) -> dict[str, EnvVar]:
     return env
 
 
+def configmap_volume_files(volume: dict[str, Any]) -> dict[str, str]:
+    """The files a configMap volume holds, by path in the mount: every key, or what `items` names."""
+    source = volume["configMap"]
+    data = get("ConfigMap", source["name"]).get("data") or {}
+    items = source.get("items") or [{"key": key, "path": key} for key in data]
+    return {item["path"]: str(data[item["key"]]) for item in items}
+
+
 def service_of(workload: dict[str, Any]) -> Service:
     name = pod_labels(workload)["app.kubernetes.io/name"]
     return next(s for s in SERVICES if s.name == name)

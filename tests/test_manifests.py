@@ -14,12 +14,14 @@ import sys
 import tempfile
 import urllib.parse
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 import requests
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.conftest import ENGINES
 from tests.manifests import (
@@ -37,6 +39,7 @@ from tests.manifests import (
     app_workloads,
     command_of,
     compose,
+    configmap_volume_files,
     container_env,
     get,
     manifest_files,
@@ -192,6 +195,27 @@ def test_every_setting_comes_from_a_configmap_or_secret_and_the_app_accepts_it(w
             assert var.source.startswith("ConfigMap/"), f"{name} is not secret: it belongs in a ConfigMap"
     # The app's own validation accepts the values (types, bounds, the order service's grace rule).
     service.settings_class()(**{k.lower(): v.value for k, v in env.items() if k in known})
+
+
+def test_order_pods_verify_customer_jwts_with_a_key_from_a_mounted_configmap() -> None:
+    """Customer auth is on in the cluster (off in compose.yaml), and every order pod that reads the setting
+    has the key file it names: a key of a read-only configMap volume mounted around that path."""
+    assert _settings_env(get("Deployment", "order-service"))["CUSTOMER_AUTH"] == "jwt"
+    for workload in [w for w in app_workloads() if service_of(w) is ORDER]:
+        env = _settings_env(workload)
+        assert env["CUSTOMER_AUTH"] == "jwt" and env["JWT_AUDIENCE"], workload["metadata"]["name"]
+        path = PurePosixPath(env["JWT_PUBLIC_KEY_FILE"])
+        spec = pod_spec(workload)
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        ((mount, volume),) = [
+            (m, volumes[m["name"]])
+            for m in spec["containers"][0].get("volumeMounts", [])
+            if path.is_relative_to(m["mountPath"])
+        ]
+        assert "configMap" in volume and mount.get("readOnly") is True, mount
+        pem = configmap_volume_files(volume)[str(path.relative_to(mount["mountPath"]))]
+        key = serialization.load_pem_public_key(pem.encode())  # a public key (a private one would not load)
+        assert isinstance(key, rsa.RSAPublicKey) and key.key_size >= 2048
 
 
 def test_every_configmap_and_secret_is_used() -> None:
@@ -382,18 +406,21 @@ def test_worker_runs_with_the_order_service_settings() -> None:
 # image (its ENV). Changed, and why: DATABASE_URL → the test's database (SQLite, or PostgreSQL with
 # TEST_DATABASE_URL); PORT → a free port (probes follow, by port name); HOST → 127.0.0.1 (the container's
 # 0.0.0.0 would open the test server on every interface); INVENTORY_URL → that inventory; `python` → this venv's.
-# As root (CI), each process runs as the manifest's uid in its own mount namespace with the root filesystem
-# remounted read-only: only its emptyDir volumes (fresh tmpfs mounts) and, for SQLite, the database directory
-# are writable, as with readOnlyRootFilesystem; no capabilities (one exception: _interpreter_caps).
+# Volumes are directories of the test's (emptyDir: empty; configMap: the ConfigMap's files) and settings naming
+# a mount path follow it to that directory. As root (CI), each process runs as the manifest's uid in its own
+# mount namespace with the root filesystem remounted read-only: only its emptyDir volumes (fresh tmpfs mounts)
+# and, for SQLite, the database directory are writable, as with readOnlyRootFilesystem (configMap volumes are
+# read-only bind mounts); no capabilities (one exception: _interpreter_caps).
 
-# In the mount namespace: tmpfs on each emptyDir path, the writable directories bound onto themselves, then the
-# root filesystem read-only, then the program as the pod's uid/gid with no new privileges and the capabilities
-# CAPS names (none, but see _interpreter_caps).
+# In the mount namespace: tmpfs on each emptyDir path, the writable directories bound onto themselves, the
+# read-only ones bound read-only, then the root filesystem read-only, then the program as the pod's uid/gid with
+# no new privileges and the capabilities CAPS names (none, but see _interpreter_caps).
 _POD_SANDBOX = r"""
 set -eu
-uid=$1 gid=$2 tmpfs_dirs=$3 writable_dirs=$4 caps=$5; shift 5
+uid=$1 gid=$2 tmpfs_dirs=$3 writable_dirs=$4 readonly_dirs=$5 caps=$6; shift 6
 for d in $tmpfs_dirs; do mount -t tmpfs -o "size=64m,mode=0700,uid=$uid,gid=$gid" tmpfs "$d"; done
 for d in $writable_dirs; do mount --bind "$d" "$d"; done
+for d in $readonly_dirs; do mount --bind "$d" "$d" && mount -o remount,bind,ro "$d"; done
 mount -o remount,bind,ro /
 exec setpriv --reuid="$uid" --regid="$gid" --clear-groups $caps --no-new-privs -- "$@"
 """
@@ -475,14 +502,26 @@ class Cluster:
         env.update({k: v.value for k, v in container_env(container).items()})
         env.update(overrides)
         env["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"
-        # emptyDir volumes: a fresh directory (tmpfs in the sandbox); settings naming the mount path follow it.
+        # emptyDir volumes: a fresh directory (tmpfs in the sandbox); configMap volumes: a directory of the
+        # ConfigMap's files, read-only; never anything else (hostPath…). Settings naming the mount path follow it.
         volumes = {v["name"]: v for v in spec.get("volumes", [])}
         tmpfs: list[Path] = []
+        readonly: list[Path] = []
         for mount in container.get("volumeMounts", []):
-            assert "emptyDir" in volumes[mount["name"]], mount
+            volume = volumes[mount["name"]]
+            assert set(volume) in ({"name", "emptyDir"}, {"name", "configMap"}), volume
             host = self.workdir / f"{name}-{mount['name']}"
             host.mkdir()
-            tmpfs.append(host)
+            if "emptyDir" in volume:
+                tmpfs.append(host)
+            else:
+                assert mount.get("readOnly") is True, mount
+                for relative, content in configmap_volume_files(volume).items():
+                    (host / relative).parent.mkdir(parents=True, exist_ok=True)
+                    (host / relative).write_text(content)
+                    (host / relative).chmod(0o444)  # Kubernetes': 0644 and owned by root
+                host.chmod(0o755)
+                readonly.append(host)
             for key, value in env.items():
                 if value == mount["mountPath"] or value.startswith(mount["mountPath"] + "/"):
                     env[key] = str(host) + value[len(mount["mountPath"]) :]
@@ -495,7 +534,8 @@ class Cluster:
             argv = [
                 "unshare", "--mount", "--propagation", "private", "--", "sh", "-c", _POD_SANDBOX, "pod",
                 str(sc["runAsUser"]), str(sc["runAsGroup"]),
-                " ".join(map(str, tmpfs)), " ".join(map(str, self.writable)), self.caps, *argv,
+                " ".join(map(str, tmpfs)), " ".join(map(str, self.writable)), " ".join(map(str, readonly)),
+                self.caps, *argv,
             ]  # fmt: skip
         port = int(env["PORT"]) if command[-1] == "serve" else None
         module = command[2]
@@ -566,15 +606,18 @@ def test_services_start_as_their_deployments_specify(kind: str) -> None:
         worker = cluster.container(worker_deploy, order_env, "worker").start()
         pods.append(worker)
 
+        # Customer auth is on (CUSTOMER_AUTH=jwt, the key from the configMap volume): no token, 401; the admin
+        # token from the tokens' Secret sees every order, and places one for the body's customer.
+        admin = {"Authorization": f"Bearer {get('Secret', 'service-tokens')['stringData']['ADMIN_TOKEN']}"}
+        r = requests.get(f"{order.url}/orders", timeout=10)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized", r.text
+        assert requests.get(f"{order.url}/orders", headers=admin, timeout=10).status_code == 200
         # The two Deployments share the tokens' Secret: an order goes through inventory.
-        r = requests.post(f"{order.url}/orders", json={"product_id": "P003", "quantity": 1}, timeout=30)
+        body = {"product_id": "P003", "quantity": 1, "customer_id": "C123"}
+        r = requests.post(f"{order.url}/orders", json=body, headers=admin, timeout=30)
         assert r.status_code == 201 and r.json()["status"] == "confirmed", r.text + inventory.output()
-        admin = get("Secret", "service-tokens")["stringData"]["ADMIN_TOKEN"]
-        r = requests.post(
-            f"{order.url}/orders/{r.json()['order_id']}/fulfil",
-            headers={"Authorization": f"Bearer {admin}"},
-            timeout=30,
-        )
+        assert r.json()["customer_id"] == "C123", r.text
+        r = requests.post(f"{order.url}/orders/{r.json()['order_id']}/fulfil", headers=admin, timeout=30)
         assert r.status_code == 200, r.text
         assert worker.alive(), worker.output()
 
