@@ -19,6 +19,7 @@ import requests
 import sqlalchemy as sa
 
 from bench.load import PgTarget
+from local.cluster import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -27,12 +28,6 @@ HOT = "BENCH-HOT"
 SPREAD_PREFIX = "BENCH-"
 SPREAD_COUNT = 100
 STOCK = 1_000_000_000  # the largest restock inventory accepts; a run takes far less
-
-
-def free_port() -> int:
-    from local.cluster import free_port as cluster_free_port
-
-    return cluster_free_port()
 
 
 # --- PostgreSQL: the bench's own databases -------------------------------------------------------------------

@@ -47,6 +47,21 @@ def ensure_database(server_url: str, name: str) -> str:
     return f"{base}/{name}"
 
 
+def spawn(module: str, command: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`python -m <module> <command>` with its output appended to `log`."""
+    with open(log, "ab") as out:
+        return subprocess.Popen([sys.executable, "-m", module, command], env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def wait_or_kill(proc: subprocess.Popen[bytes], timeout: float) -> int:
+    """Its exit code, after SIGKILL if it has not exited within `timeout`."""
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
 @dataclass
 class Replica:
     name: str
@@ -66,10 +81,7 @@ class Replica:
         if self.port is not None:
             env["PORT"] = str(self.port)
             env["SCRATCH_DIR"] = str(self.log.parent / f"scratch-{self.name}")
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", self.module, self.command], env=env, stdout=out, stderr=subprocess.STDOUT
-            )
+        self.proc = spawn(self.module, self.command, env, self.log)
 
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -80,13 +92,7 @@ class Replica:
             self.proc.send_signal(sig)
 
     def wait(self, timeout: float = 60) -> int | None:
-        if self.proc is None:
-            return None
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
+        return None if self.proc is None else wait_or_kill(self.proc, timeout)
 
 
 @dataclass

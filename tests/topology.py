@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,15 +19,11 @@ from typing import Any
 import requests
 import sqlalchemy as sa
 
+from local.cluster import free_port, spawn, wait_or_kill
+
 ROOT = Path(__file__).resolve().parent.parent
 SERVICE_TOKEN = "test-service-token"
 ADMIN_TOKEN = "test-admin-token"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.1, what: str = "condition") -> None:
@@ -99,10 +94,7 @@ class Process:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, wait: bool = True) -> Process:
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", self.module, self.command], env=self.env, stdout=out, stderr=subprocess.STDOUT
-            )
+        self.proc = spawn(self.module, self.command, self.env, self.log)
         if wait and self.command == "serve":
             wait_until(lambda: self.alive() and is_ready(self.url), what=f"{self.module} on {self.port} to be ready")
         return self
@@ -114,11 +106,7 @@ class Process:
         if self.proc is None or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
+        return wait_or_kill(self.proc, timeout)
 
     def kill(self) -> None:
         """SIGKILL the server and its worker processes: nothing gets to clean up."""
