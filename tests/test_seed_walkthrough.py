@@ -66,3 +66,12 @@ def test_every_response_carries_a_request_id(api: Api) -> None:
     r = api.http.get(f"{api.order_url}/orders", headers={"X-Request-ID": "abc-123"}, timeout=10)
     assert r.headers["X-Request-ID"] == "abc-123"
     assert api.http.get(f"{api.inventory_url}/nowhere", timeout=10).headers["X-Request-ID"]
+
+
+def test_largest_price_times_largest_quantity_is_priced_exactly(api: Api) -> None:
+    product = api.new_product(10_000, price=9_999_999_999.99)
+    r = api.place(product, 10_000)
+    assert r.status_code == 201, r.text
+    assert r.json()["unit_price"] == 9_999_999_999.99
+    assert '"total_price":99999999999900.00' in r.text
+    assert api.order(r.json()["order_id"]) == r.json()

@@ -34,7 +34,8 @@ orders = sa.Table(
     sa.Column("customer_id", sa.String(64), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("unit_price", sa.Numeric(12, 2), nullable=True),
-    sa.Column("total_price", sa.Numeric(14, 2), nullable=True),
+    # Up to the largest price (12 digits) times the largest quantity (5 digits).
+    sa.Column("total_price", sa.Numeric(18, 2), nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("cancelled_at", UTCDateTime, nullable=True),
