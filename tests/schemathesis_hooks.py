@@ -13,7 +13,11 @@ import re
 from typing import Any
 
 import schemathesis
-from schemathesis.specs.openapi.checks import positive_data_acceptance, status_code_conformance
+from schemathesis.specs.openapi.checks import (
+    negative_data_rejection,
+    positive_data_acceptance,
+    status_code_conformance,
+)
 
 # gunicorn refuses a request line over its limit_request_line (4094 bytes) with its own 414, before the
 # app sees the request: a server limit any URL can hit, like the 405 any path can answer, so it is in no
@@ -27,6 +31,15 @@ def documented_status(ctx: Any, response: Any, case: Any) -> bool | None:
     if response.status_code == 414 and _request_line_length(response) > MAX_REQUEST_LINE:
         return None
     return status_code_conformance(ctx, response, case)
+
+
+@schemathesis.check
+def invalid_refused(ctx: Any, response: Any, case: Any) -> bool | None:
+    """negative_data_rejection (schema-violating data gets a 4xx from its list), but for gunicorn's 414 on
+    an over-long request line: refused too, only by the server before the app (see MAX_REQUEST_LINE)."""
+    if response.status_code == 414 and _request_line_length(response) > MAX_REQUEST_LINE:
+        return None
+    return negative_data_rejection(ctx, response, case)
 
 
 # The refusals of schema-valid requests that a JSON Schema cannot express: (operation, status, error
