@@ -1,5 +1,5 @@
 """The hello-world ceiling: a Flask app answering tiny JSON, served exactly as the services are (the same
-`service_common.serving.serve`: gunicorn gthread, WEB_CONCURRENCY workers x THREADS threads, keep-alive).
+`service_common.serving.serve`: granian, WEB_CONCURRENCY workers x THREADS app threads, keep-alive).
 
 `python -m bench.hello` with HOST, PORT, WEB_CONCURRENCY, THREADS and SCRATCH_DIR from the environment.
 """
@@ -25,6 +25,7 @@ def create_app() -> Flask:
 
 def main() -> None:
     from service_common.serving import serve
+    from service_common.settings import ServiceSettings
 
     port = int(os.environ.get("PORT", "18080"))
     scratch = Path(os.environ.get("SCRATCH_DIR") or Path(tempfile.gettempdir()) / f"bench-hello-{port}")
@@ -34,6 +35,7 @@ def main() -> None:
         port=port,
         workers=int(os.environ.get("WEB_CONCURRENCY", "2")),
         threads=int(os.environ.get("THREADS", "8")),
+        limits=ServiceSettings(database_url="sqlite://", port=port).limits(),
         drain_flag=scratch / "draining",
         drain_seconds=0,
         graceful_timeout=5,

@@ -1,7 +1,7 @@
 """Measure what one replica of each service uses, for the requests and limits in k8s/*-service.yaml.
 
-Starts inventory + order (+ the recovery worker) as the tests do (`python -m <service> serve`, gunicorn
-gthread, WEB_CONCURRENCY=2, THREADS=8, the Deployments' settings) on PostgreSQL when TEST_DATABASE_URL is
+Starts inventory + order (+ the recovery worker) as the tests do (`python -m <service> serve`, granian
+WEB_CONCURRENCY=2, THREADS=8, the Deployments' settings) on PostgreSQL when TEST_DATABASE_URL is
 set (else SQLite), then for each phase samples every process of each replica (master + workers) twice a
 second: PSS memory (/proc/PID/smaps_rollup) and CPU (utime+stime from /proc/PID/stat).
 

@@ -209,7 +209,7 @@ class Bench:
     # --- the services ----------------------------------------------------------------------------------------
 
     def _server_shape(self) -> str:
-        return f"gunicorn gthread {self.settings['WEB_CONCURRENCY']} workers x {self.settings['THREADS']} threads"
+        return f"granian {self.settings['WEB_CONCURRENCY']} workers x {self.settings['THREADS']} app threads"
 
     @staticmethod
     def target(stack: Any, scenario: str) -> tuple[str, list[str]]:
@@ -499,7 +499,7 @@ def rebuild(jsonl: Path) -> int:
     header = [
         f"# Benchmark {first['run']}",
         "",
-        f"Machine: {first['nproc']} cores, {first['cpu_model']}; gunicorn gthread {first['workers']} workers x "
+        f"Machine: {first['nproc']} cores, {first['cpu_model']}; granian {first['workers']} workers x "
         f"{first['threads']} threads; {first['duration_s']:.0f}s per run, clients {', '.join(map(str, clients))}.",
     ]
     markdown = report.Results(records).markdown(header)

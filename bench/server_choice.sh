@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Compare WSGI servers for our Flask services: gunicorn gthread (production), gunicorn sync, granian WSGI
-# (8 blocking threads = parity with gunicorn THREADS; 4 = under granian's own 2*cores+1 warning on 2 cores).
-# Apps: (a) hello-world Flask app returning tiny JSON, (b) GET /inventory/P001 of the inventory service
-# (SQLite; as in production one JSON log line per request on stdout, sent to /dev/null, and prometheus
-# metrics in multiprocess mode). The services' code is taken from git revision REV (default HEAD;
-# REV=worktree uses the checkout as it is).
+# Compare servers for our Flask services: `serve` (production: granian ASGI + service_common.serving's
+# body-buffering front and thread pool, WEB_CONCURRENCY 2 x THREADS 8), granian WSGI (8 blocking threads =
+# parity with THREADS), and gunicorn gthread 2x8 (the previous production server; measured when GUNICORN
+# points at a gunicorn binary). Apps: (a) hello-world Flask app returning tiny JSON, (b) GET /inventory/P001
+# of the inventory service (SQLite; as in production one JSON log line per request on stdout, sent to
+# /dev/null, and prometheus metrics in multiprocess mode), (c) POST /inventory/check, which reads a JSON
+# body. The services' code is taken from git revision REV (default HEAD; REV=worktree uses the checkout).
 # Load: wrk, 1 thread, 1 and 32 connections, DURATION each (after a short discarded warm-up).
 # Loopback only. Starts and stops every server itself; each step is bounded by `timeout`, and waiting for an
 # idle machine by MAX_WAIT (about 16 min of measuring + at most 10 min of waiting with the defaults).
@@ -80,19 +81,31 @@ rm -f "$DB_DIR/inv.db"
 (cd "$WORK" && timeout 60 "$BIN/python" -m inventory_service migrate >/dev/null)
 
 # name | app | command (run in $WORK, in its own session)
-GUNI_GTHREAD="$BIN/gunicorn --bind $HOST:$PORT --workers 2 --worker-class gthread --threads 8 --keep-alive 75 --timeout 30"
-GUNI_SYNC="$BIN/gunicorn --bind $HOST:$PORT --workers 2 --worker-class sync --timeout 30"
+GUNICORN=${GUNICORN:-}
+GUNI_GTHREAD="$GUNICORN --bind $HOST:$PORT --workers 2 --worker-class gthread --threads 8 --keep-alive 75 --timeout 30"
 GRANIAN="$BIN/granian --interface wsgi --host $HOST --port $PORT --workers 2 --no-access-log"
+SERVE="env HOST=$HOST PORT=$PORT WEB_CONCURRENCY=2 THREADS=8"
 RUNS=(
-    "gunicorn gthread 2x8|hello|$GUNI_GTHREAD benchapps:hello"
-    "gunicorn sync 2|hello|$GUNI_SYNC benchapps:hello"
+    "\`serve\` (granian asgi + buffered front 2x8)|hello|$SERVE PYTHONPATH=$PYTHONPATH:$ROOT $BIN/python -m bench.hello"
     "granian wsgi 2w, 8 blocking threads|hello|$GRANIAN --blocking-threads 8 benchapps:hello"
-    "granian wsgi 2w, 4 blocking threads|hello|$GRANIAN --blocking-threads 4 benchapps:hello"
-    "gunicorn gthread 2x8 (\`serve\`)|inventory|env HOST=$HOST PORT=$PORT WEB_CONCURRENCY=2 THREADS=8 $BIN/python -m inventory_service serve"
-    "gunicorn sync 2|inventory|$GUNI_SYNC benchapps:inventory()"
+    "\`serve\` (granian asgi + buffered front 2x8)|inventory|$SERVE $BIN/python -m inventory_service serve"
     "granian wsgi 2w, 8 blocking threads|inventory|$GRANIAN --blocking-threads 8 --factory benchapps:inventory"
-    "granian wsgi 2w, 4 blocking threads|inventory|$GRANIAN --blocking-threads 4 --factory benchapps:inventory"
+    "\`serve\` (granian asgi + buffered front 2x8)|check|$SERVE $BIN/python -m inventory_service serve"
+    "granian wsgi 2w, 8 blocking threads|check|$GRANIAN --blocking-threads 8 --factory benchapps:inventory"
 )
+if [[ -n $GUNICORN ]]; then
+    RUNS+=(
+        "gunicorn gthread 2x8|hello|$GUNI_GTHREAD benchapps:hello"
+        "gunicorn gthread 2x8|inventory|$GUNI_GTHREAD benchapps:inventory()"
+        "gunicorn gthread 2x8|check|$GUNI_GTHREAD benchapps:inventory()"
+    )
+fi
+# POST /inventory/check with a JSON body, for the app that reads its body.
+cat >"$WORK/check.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"product_id": "P001", "quantity": 1}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
 
 # CPU accounting, in seconds, from /proc (busy = all but idle and iowait).
 TCK=$(getconf CLK_TCK)
@@ -124,14 +137,19 @@ to_ms() {  # wrk prints 812.00us / 1.23ms / 1.02s
 }
 
 echo "# $(date -u +%Y-%m-%dT%H:%MZ)  nproc=$(nproc)  cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)  code=$REV_DESC"
-echo "# $("$BIN/gunicorn" --version)  $("$BIN/granian" --version)  $("$BIN/python" --version)  wrk -t1 -d$DURATION --latency, $ROUNDS rounds"
+echo "# ${GUNICORN:+$("$GUNICORN" --version)  }$("$BIN/granian" --version)  $("$BIN/python" --version)  wrk -t1 -d$DURATION --latency, $ROUNDS rounds"
 RESULTS="$WORK/results.tsv"
 : >"$RESULTS"
 for round in $(seq "$ROUNDS"); do
     order=$(seq "${#RUNS[@]}"); (( round % 2 )) || order=$(seq "${#RUNS[@]}" -1 1)  # alternate the order
     for i in $order; do
         IFS='|' read -r name app cmd <<<"${RUNS[$((i - 1))]}"
-        if [[ $app == hello ]]; then url="http://$HOST:$PORT/"; else url="http://$HOST:$PORT/inventory/P001"; fi
+        script=()
+        case $app in
+            hello) url="http://$HOST:$PORT/" ;;
+            inventory) url="http://$HOST:$PORT/inventory/P001" ;;
+            check) url="http://$HOST:$PORT/inventory/check"; script=(-s "$WORK/check.lua") ;;
+        esac
         wait_quiet
         # prometheus-client multiprocess mode, as production needs with 2 workers (`serve` sets its own).
         export PROMETHEUS_MULTIPROC_DIR="$WORK/metrics-r$round-$i"
@@ -139,16 +157,16 @@ for round in $(seq "$ROUNDS"); do
         (cd "$WORK" && exec setsid $cmd >/dev/null 2>"$WORK/server-$i.log") &
         SERVER_PID=$!
         for _ in $(seq 100); do
-            [[ $(curl -s -o /dev/null -w '%{http_code}' "$url") == 200 ]] && break
+            [[ $(curl -s -o /dev/null -w '%{http_code}' "${url%/inventory/check}${script:+/inventory/P001}") == 200 ]] && break
             kill -0 "$SERVER_PID" 2>/dev/null || { echo "server failed: $name" >&2; tail "$WORK/server-$i.log" >&2; exit 1; }
             sleep 0.2
         done
-        [[ $(curl -s -o /dev/null -w '%{http_code}' "$url") == 200 ]] || { echo "server not ready: $name" >&2; exit 1; }
-        timeout 60 wrk -t1 -c32 -d"$WARMUP" "$url" >/dev/null
+        [[ $(curl -s -o /dev/null -w '%{http_code}' "${url%/inventory/check}${script:+/inventory/P001}") == 200 ]] || { echo "server not ready: $name" >&2; exit 1; }
+        timeout 60 wrk -t1 -c32 -d"$WARMUP" "${script[@]}" "$url" >/dev/null
         for c in $CONNS; do
             out="$WORK/wrk-r$round-$i-$app-c$c.txt"
             children_cpu; w0=$CHILD_CPU t0=$(date +%s.%N) m0=$(machine_busy) s0=$(group_cpu "$SERVER_PID")
-            timeout 120 wrk -t1 -c"$c" -d"$DURATION" --latency "$url" >"$out"
+            timeout 120 wrk -t1 -c"$c" -d"$DURATION" --latency "${script[@]}" "$url" >"$out"
             t1=$(date +%s.%N) m1=$(machine_busy) s1=$(group_cpu "$SERVER_PID"); children_cpu; w1=$CHILD_CPU
             printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$i" "$app" "$name" "$c" \
                 "$(awk '/^Requests\/sec:/ { print $2 }' "$out")" \

@@ -75,7 +75,7 @@ class PgServer:
 
 
 class Server:
-    """One server (a gunicorn master and its workers) in a session of its own, so that stopping it reaches
+    """One server (the server's main process and its workers) in a session of its own, so that stopping it reaches
     every process it started."""
 
     def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path, port: int) -> None:
@@ -107,7 +107,7 @@ class Server:
     def signal_stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             with suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGINT)  # gunicorn: quick shutdown, workers included
+                os.killpg(self.proc.pid, signal.SIGINT)  # the server: quick shutdown, workers included
 
     def wait_stopped(self) -> None:
         if self.proc is None:
@@ -162,7 +162,7 @@ def service_env(settings: dict[str, str], **extra: str) -> dict[str, str]:
 
 
 class Single:
-    """One replica of each service (each a gunicorn master with WEB_CONCURRENCY workers), on SQLite files
+    """One replica of each service (each a server with WEB_CONCURRENCY workers), on SQLite files
     or on the bench's own PostgreSQL databases."""
 
     topology = "single"
@@ -246,7 +246,7 @@ class Single:
         return {"order": [self.order.pid], "inventory": [self.inventory.pid]}
 
     def masters(self) -> dict[str, int]:
-        """The gunicorn master of each service, for a profiler (its workers are its children)."""
+        """The server main process of each service, for a profiler (its workers are its children)."""
         assert self.order is not None and self.inventory is not None
         return {"order": self.order.pid, "inventory": self.inventory.pid}
 

@@ -19,15 +19,17 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-# gunicorn refuses a request line over its limit_request_line (4094 bytes) with its own 414, before the
-# app sees the request: a server limit any URL can hit, like the 405 any path can answer, so it is in no
-# operation's list. Only that 414 is let through, and only for a request line that long.
-MAX_REQUEST_LINE = 4094
+from service_common.settings import ServiceSettings
+
+# The server's front refuses a request line over MAX_REQUEST_LINE (8192 bytes by default) with a JSON 414,
+# before the app sees the request: a server limit any URL can hit, like the 405 any path can answer, so it
+# is in no operation's list. Only that 414 is let through, and only for a request line that long.
+MAX_REQUEST_LINE = ServiceSettings.model_fields["max_request_line"].default
 
 
 @schemathesis.check
 def documented_status(ctx: Any, response: Any, case: Any) -> bool | None:
-    """status_code_conformance, but for gunicorn's 414 on an over-long request line."""
+    """status_code_conformance, but for the front's 414 on an over-long request line."""
     if response.status_code == 414 and _request_line_length(response) > MAX_REQUEST_LINE:
         return None
     return status_code_conformance(ctx, response, case)
@@ -35,7 +37,7 @@ def documented_status(ctx: Any, response: Any, case: Any) -> bool | None:
 
 @schemathesis.check
 def invalid_refused(ctx: Any, response: Any, case: Any) -> bool | None:
-    """negative_data_rejection (schema-violating data gets a 4xx from its list), but for gunicorn's 414 on
+    """negative_data_rejection (schema-violating data gets a 4xx from its list), but for the front's 414 on
     an over-long request line: refused too, only by the server before the app (see MAX_REQUEST_LINE)."""
     if response.status_code == 414 and _request_line_length(response) > MAX_REQUEST_LINE:
         return None

@@ -17,6 +17,7 @@ from tests.saga_helpers import (
     restart_clean,
     saga_stack,
 )
+from tests.topology import is_ready, wait_until
 
 INITIAL = 10
 
@@ -42,6 +43,8 @@ def test_crash_while_placing_is_recovered(tmp_path: Path, kind: str, failpoint: 
 
         key = {"Idempotency-Key": f"crash-at-{failpoint}"}
         expect_crash(lambda: api.place(product, 3, headers=key))
+        # A crashed inventory worker is replaced by its server; until then its connections are refused.
+        wait_until(lambda: is_ready(s.inventory.url), what="inventory's workers to be replaced")
 
         # The crash left the saga exactly at the step named by the fail point.
         (order,) = all_orders(api).values()

@@ -215,6 +215,9 @@ BAD_REQUESTS: dict[str, dict[str, Any]] = {
     "empty_body": {"data": b""},
     "schema_violation": {"data": b'{"order_id":"bad id","quantity":"lots","extra":true}'},
     "text_plain": {"data": b'{"order_id":"x"}', "content_type": "text/plain"},
+}
+# Over MAX_BODY_BYTES: the server's front refuses these (413) before the app runs, so before authentication.
+OVERSIZED: dict[str, dict[str, Any]] = {
     "70KB_body": {"data": _big(70_000)},
     "70KB_chunked": {"chunked": _big(70_000)},
 }
@@ -236,22 +239,31 @@ def _before_validation() -> Iterator[Any]:
             yield pytest.param(ENDPOINTS[name], None, path, cred, id=f"{name}-unnameable_path-{cred}")
 
 
+def _body(spec: dict[str, Any]) -> dict[str, Any]:
+    if "chunked" in spec:
+        raw = spec["chunked"]
+        return {"data": (raw[i : i + 4096] for i in range(0, len(raw), 4096)), "content_type": "application/json"}
+    return {"data": spec["data"], "content_type": spec.get("content_type", "application/json")}
+
+
 @pytest.mark.parametrize(("endpoint", "bad", "path", "credential"), list(_before_validation()))
 def test_401_comes_before_body_and_path_validation(
     api: Api, world: World, endpoint: Endpoint, bad: str | None, path: str | None, credential: str
 ) -> None:
     before = state(api, world)
     header = None if credential == "no_token" else f"Bearer {_other(endpoint)}"
-    kwargs: dict[str, Any] = {"path": path}
-    if bad is not None:
-        spec = BAD_REQUESTS[bad]
-        if "chunked" in spec:
-            raw = spec["chunked"]
-            kwargs["data"] = (raw[i : i + 4096] for i in range(0, len(raw), 4096))
-        else:
-            kwargs["data"] = spec["data"]
-        kwargs["content_type"] = spec.get("content_type", "application/json")
+    kwargs: dict[str, Any] = {"path": path, **(_body(BAD_REQUESTS[bad]) if bad is not None else {})}
     assert_unauthorized(send(api, endpoint, world, header, **kwargs))
+    assert state(api, world) == before
+
+
+@pytest.mark.parametrize("oversized", sorted(OVERSIZED))
+@pytest.mark.parametrize("name", WRITES)
+def test_oversized_body_is_413_before_anything_else(api: Api, world: World, name: str, oversized: str) -> None:
+    """The front bounds what it reads before the app (and so authentication) runs; nothing moves."""
+    before = state(api, world)
+    r = send(api, ENDPOINTS[name], world, None, **_body(OVERSIZED[oversized]))
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large", r.text
     assert state(api, world) == before
 
 

@@ -35,6 +35,17 @@ def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.1, wha
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def listeners(port: int) -> int:
+    """Sockets listening on `port` (each server worker has its own, with SO_REUSEPORT)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with suppress(FileNotFoundError), open(table) as f:
+            for line in f.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                count += state == "0A" and int(local.rsplit(":", 1)[1], 16) == port
+    return count
+
+
 def is_ready(url: str) -> bool:
     try:
         return requests.get(f"{url}/health/ready", timeout=1).status_code == 200
@@ -96,7 +107,15 @@ class Process:
     def start(self, wait: bool = True) -> Process:
         self.proc = spawn(self.module, self.command, self.env, self.log)
         if wait and self.command == "serve":
-            wait_until(lambda: self.alive() and is_ready(self.url), what=f"{self.module} on {self.port} to be ready")
+            # Ready, and every worker listening: a worker binds once its app is built, so the first answer
+            # may come while another worker is still starting.
+            workers = int(self.env.get("WEB_CONCURRENCY", "2"))
+            assert self.port is not None
+            port = self.port
+            wait_until(
+                lambda: self.alive() and is_ready(self.url) and listeners(port) >= workers,
+                what=f"{self.module} on {self.port} to be ready",
+            )
         return self
 
     def alive(self) -> bool:

@@ -33,7 +33,10 @@ def _create() -> dict[str, Any]:
         "calls": Counter("inventory_calls_total", "Calls to inventory by result.", ["operation", "result"]),
         "retries": Counter("inventory_call_retries_total", "Retries of calls to inventory.", ["operation"]),
         "breaker": Gauge(
-            "inventory_circuit_open", "1 while the circuit to inventory is open.", multiprocess_mode="max"
+            # livemax: a worker that died with its circuit open must not keep the figure at 1.
+            "inventory_circuit_open",
+            "1 while the circuit to inventory is open.",
+            multiprocess_mode="livemax",
         ),
         "worker": Counter("order_worker_actions_total", "What the recovery worker did.", ["action"]),
     }

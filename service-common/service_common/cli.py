@@ -43,7 +43,7 @@ def _migrate(migrations: Path, settings: ServiceSettings) -> int:
 
 
 def _serve(service: str, settings: ServiceSettings, app_factory: Callable[[Any], Any]) -> int:
-    from service_common.metrics import mark_worker_dead, prepare_multiprocess_dir
+    from service_common.metrics import prepare_multiprocess_dir
     from service_common.serving import serve
 
     # Before anything imports prometheus_client, in the master, so every worker inherits it.
@@ -54,9 +54,9 @@ def _serve(service: str, settings: ServiceSettings, app_factory: Callable[[Any],
         port=settings.port,
         workers=settings.web_concurrency,
         threads=settings.threads,
+        limits=settings.limits(),
         drain_flag=settings.drain_flag(service),
         drain_seconds=settings.drain_seconds,
         graceful_timeout=settings.graceful_timeout,
-        on_child_exit=mark_worker_dead,
     )
     return 0

@@ -1,6 +1,12 @@
-"""Prometheus metrics, correct across all gunicorn workers of a process (prometheus-client's
+"""Prometheus metrics, correct across all server workers of a process (prometheus-client's
 multiprocess mode: each worker writes its values to files in a scratch directory, wiped when the
-server starts, and a dead worker's files are marked by the master's child_exit hook).
+server starts). A worker that died is folded out of the live gauges at the next scrape, so its gauges
+disappear while its counters and histograms stay (no counter ever goes down).
+
+Each worker also takes a slot (0, 1, … up to the worker count) for as long as it lives, held as a lock
+on a file, and counts its requests under that label: the load balance across workers shows in
+`http_worker_requests_total{worker="0"}`, … whatever the pids, and a replacement takes its
+predecessor's slot.
 
 PROMETHEUS_MULTIPROC_DIR must be set before prometheus_client is imported, so `serve` prepares it
 first thing; without it (tests with Flask's test client, the worker process) the ordinary
@@ -30,18 +36,53 @@ def prepare_multiprocess_dir(path: Path) -> None:
     os.environ[_ENV] = str(path)
 
 
-def mark_worker_dead(_server: Any, worker: Any) -> None:
-    """gunicorn child_exit hook: fold a dead worker's gauges out of the live ones."""
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fold_dead_workers(directory: Path) -> None:
+    """Mark every process whose live-gauge files remain but which is gone (what gunicorn's child_exit
+    hook did, done at scrape time so it does not depend on the server's supervisor)."""
     from prometheus_client import multiprocess
 
-    if os.environ.get(_ENV):
-        multiprocess.mark_process_dead(worker.pid)
+    pids = {f.stem.rsplit("_", 1)[1] for f in directory.glob("gauge_live*_*.db")}
+    for pid in {int(p) for p in pids if p.isdigit()}:
+        if not _pid_alive(pid):
+            multiprocess.mark_process_dead(pid, str(directory))
+
+
+def worker_slot(directory: Path, slots: int) -> str:
+    """The lowest free slot below `slots` (the worker count), held until this process exits; "extra" if
+    every slot is taken (a replacement started before its predecessor's lock was released)."""
+    import fcntl
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for slot in range(slots):
+        fd = os.open(directory / f"worker-{slot}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        _held_slots.append(fd)  # kept open: the lock lives as long as the process
+        return str(slot)
+    return "extra"
+
+
+_held_slots: list[int] = []
 
 
 def _scrape(collectors: list[Any]) -> bytes:
     from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
     if os.environ.get(_ENV):
+        fold_dead_workers(Path(os.environ[_ENV]))
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         text = b""
@@ -54,11 +95,16 @@ def _scrape(collectors: list[Any]) -> bytes:
 
 
 @functools.cache
-def _http_metrics() -> tuple[Any, Any]:
-    from prometheus_client import Counter, Histogram
+def _http_metrics() -> tuple[Any, Any, Any, Any]:
+    from prometheus_client import Counter, Gauge, Histogram
 
     return (
         Counter("http_requests_total", "HTTP requests answered.", ["service", "route", "method", "status"]),
+        Counter("http_worker_requests_total", "HTTP requests answered, by server worker slot.", ["service", "worker"]),
+        # liveall: one sample per live worker process (with its pid); a dead worker's sample disappears.
+        Gauge(
+            "http_server_worker", "1 for each live server worker.", ["service", "worker"], multiprocess_mode="liveall"
+        ),
         Histogram(
             "http_request_duration_seconds",
             "Time to answer an HTTP request.",
@@ -68,14 +114,16 @@ def _http_metrics() -> tuple[Any, Any]:
     )
 
 
-def register_metrics(app: Flask, service: str, collectors: Iterable[Any] = ()) -> None:
+def register_metrics(app: Flask, service: str, collectors: Iterable[Any] = (), worker: str = "0") -> None:
     """Count every request by route template, method and status; time it; serve GET /metrics.
 
     `collectors` run at scrape time (stock read from the database), in the scrape's registry only.
     """
     from prometheus_client import CONTENT_TYPE_LATEST
 
-    requests_total, latency = _http_metrics()
+    requests_total, worker_requests, live_worker, latency = _http_metrics()
+    per_worker = worker_requests.labels(service, worker)
+    live_worker.labels(service, worker).set(1)
     scraped = list(collectors)
 
     @app.before_request
@@ -86,6 +134,7 @@ def register_metrics(app: Flask, service: str, collectors: Iterable[Any] = ()) -
     def _record(response: Response) -> Response:
         route = request.url_rule.rule if request.url_rule else "unmatched"
         if route != "/metrics":
+            per_worker.inc()
             requests_total.labels(service, route, request.method, str(response.status_code)).inc()
             started = g.get("metrics_started")
             if started is not None:

@@ -15,8 +15,7 @@ from pydantic import StringConstraints, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from service_common.errors import ApiError, error_response
-
-MAX_BODY_BYTES = 64 * 1024
+from service_common.settings import MAX_BODY_BYTES
 
 # Identifiers: product, customer and order ids share one alphabet.
 ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
@@ -48,16 +47,17 @@ def _parse_json_body() -> None:
         if request.method in ("POST", "PUT", "PATCH") and view is not None and not getattr(view, "__bodyless__", False):
             raise ApiError(400, "invalid_json", "The request body must be a JSON object.")
         return
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise ApiError(413, "payload_too_large", f"The request body exceeds {MAX_BODY_BYTES} bytes.")
+    limit = current_app.config["MAX_CONTENT_LENGTH"] - 1
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit)
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "The request body must be sent as application/json.")
     try:
         raw = request.get_data(cache=True)
     except RequestEntityTooLarge:
-        raw = b"x" * (MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
-        raise ApiError(413, "payload_too_large", f"The request body exceeds {MAX_BODY_BYTES} bytes.")
+        raw = b"x" * (limit + 1)
+    if len(raw) > limit:
+        raise _too_large(limit)
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -66,6 +66,10 @@ def _parse_json_body() -> None:
         raise ApiError(400, "invalid_json", "The request body must be a JSON object.")
     # Prime werkzeug's JSON cache so the routing layer validates exactly what was parsed here.
     request._cached_json = (value, value)  # type: ignore[attr-defined]
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "payload_too_large", f"The request body exceeds {limit} bytes.")
 
 
 def _reason(exc: orjson.JSONDecodeError) -> str:
@@ -82,8 +86,8 @@ def validation_error_response(exc: ValidationError) -> Response:
     return error_response(422, "validation_error", "; ".join(problems) or "The request is not valid.")
 
 
-def register_request_parsing(app: Flask) -> None:
+def register_request_parsing(app: Flask, max_body_bytes: int = MAX_BODY_BYTES) -> None:
     # One byte over the limit: werkzeug stops a chunked body at the limit without saying it was cut,
     # so reading limit + 1 bytes is how an oversized chunked body shows itself.
-    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES + 1
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes + 1
     app.before_request(_parse_json_body)

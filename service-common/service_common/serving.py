@@ -1,69 +1,199 @@
-"""The production server: gunicorn (gthread workers), with a Kubernetes-style drain on SIGTERM.
+"""The production server: granian (Rust, HTTP/1.1) in front, the Flask app behind a bounded thread pool.
+
+A slow or idle client holds no Python thread: granian reads the request head in Rust (bounded in time
+and size), `BufferedFront` reads the body in the event loop (bounded in time and size), and only a
+request that is whole and within every limit is handed to a2wsgi's thread pool, which runs the WSGI
+app. What breaks a limit is answered with our JSON error before any thread is taken.
 
 On SIGTERM the master first marks the replica as draining (readiness answers 503 so the load balancer
 takes it out), keeps serving for `drain_seconds`, then stops accepting and lets workers finish in-flight
-requests within `graceful_timeout`. SIGINT (Ctrl-C) stops at once, for local runs.
+requests within `graceful_timeout`. SIGINT (Ctrl-C) stops at once, for local runs. A worker that dies
+is replaced while the others keep serving.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import io
+import logging
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from gunicorn.app.base import BaseApplication
-from gunicorn.arbiter import Arbiter
-from gunicorn.http import wsgi as gunicorn_wsgi
+import orjson
+from a2wsgi.wsgi import build_environ
+from granian.constants import HTTPModes, Interfaces
+from granian.http import HTTP1Settings
+from granian.log import LogLevels
+from granian.server.mp import MPServer
 
-_default_headers = gunicorn_wsgi.Response.default_headers
+from service_common.errors import error_body
+from service_common.settings import Limits
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 
 
-def _headers_without_banner(self: Any) -> list[str]:
-    # gunicorn always sends `Server: gunicorn`; a version banner tells an attacker what to try.
-    return [h for h in _default_headers(self) if not h.startswith("Server:")]
+_NO_BODY = io.BytesIO()  # build_environ wants a body object; the buffered one replaces it
 
 
-gunicorn_wsgi.Response.default_headers = _headers_without_banner  # type: ignore[method-assign]
+class _Refused(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
 
 
-class _DrainingArbiter(Arbiter):
+class BufferedFront:
+    """ASGI app that checks the head, reads the whole body, then runs the WSGI app in a thread."""
+
+    def __init__(self, wsgi_app: Callable[..., Any], limits: Limits, threads: int) -> None:
+        self._limits = limits
+        self._app = wsgi_app
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="app")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # no websockets; lifespan is not used (granian's ASGINL interface)
+            return
+        try:
+            self._check_head(scope)
+            body = await asyncio.wait_for(self._read_body(scope, receive), self._limits.body_read_timeout)
+        except _Refused as refusal:
+            await _send_error(send, refusal.status, refusal.code, refusal.message)
+            return
+        except TimeoutError:
+            await _send_error(
+                send,
+                408,
+                "request_timeout",
+                f"The request body did not arrive within {self._limits.body_read_timeout:g} s.",
+            )
+            return
+
+        environ = build_environ(scope, _NO_BODY)  # type: ignore[arg-type]
+        environ["wsgi.input"] = io.BytesIO(body)
+        environ["wsgi.input_terminated"] = True  # the body is whole: werkzeug may read it to its end
+        loop = asyncio.get_running_loop()
+        status, headers, content = await loop.run_in_executor(self._pool, self._call_app, environ)
+        # granian names itself unless the app sends a Server header: send an empty one.
+        headers.append((b"server", b""))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content, "more_body": False})
+
+    def _call_app(self, environ: dict[str, Any]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """Run the WSGI app in a pool thread and collect its whole answer (ours are small JSON documents
+        and static files), so the event loop is crossed once per request, not once per chunk."""
+        started: list[Any] = []
+        chunks: list[bytes] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            if exc_info is not None and started:
+                raise exc_info[1].with_traceback(exc_info[2])
+            started[:] = [status, headers]
+            return chunks.append
+
+        result = self._app(environ, start_response)
+        try:
+            chunks.extend(chunk for chunk in result if chunk)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        status, headers = started
+        encoded = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+        return int(status[:3]), encoded, b"".join(chunks)
+
+    def _check_head(self, scope: Scope) -> None:
+        limits = self._limits
+        query = scope.get("query_string") or b""
+        target = len(scope.get("raw_path") or scope["path"].encode()) + (len(query) + 1 if query else 0)
+        if len(scope["method"]) + target + len(" HTTP/1.1") + 1 > limits.max_request_line:  # "GET /a?b HTTP/1.1"
+            raise _Refused(414, "uri_too_long", f"The request line exceeds {limits.max_request_line} bytes.")
+        headers = scope["headers"]
+        if len(headers) > limits.max_headers:
+            raise _Refused(431, "headers_too_large", f"The request has more than {limits.max_headers} headers.")
+        if sum(len(name) + len(value) + 4 for name, value in headers) > limits.max_header_bytes:
+            raise _Refused(431, "headers_too_large", f"The request headers exceed {limits.max_header_bytes} bytes.")
+        for name, value in headers:
+            if name == b"content-length" and value.isdigit() and int(value) > limits.max_body_bytes:
+                raise _Refused(413, "payload_too_large", f"The request body exceeds {limits.max_body_bytes} bytes.")
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                # The client went away, or granian stopped reading a body that is not well framed (a bad
+                # chunk size): either way there is no request to run.
+                raise _Refused(400, "bad_request", "The request body ended early or is not well framed.")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self._limits.max_body_bytes:
+                raise _Refused(
+                    413, "payload_too_large", f"The request body exceeds {self._limits.max_body_bytes} bytes."
+                )
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+async def _send_error(send: Send, status: int, code: str, message: str) -> None:
+    """Answer a refusal as our JSON, then close (a client that has gone away is not told)."""
+    body = orjson.dumps(error_body(code, message))
+    # The body may be unread: close the connection rather than parse what is left as a next request.
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"connection", b"close"),
+        (b"server", b""),
+    ]
+    with contextlib.suppress(Exception):  # granian raises when the client is gone
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class _DrainingServer(MPServer):
+    """granian's process manager, with the Kubernetes drain before it stops on SIGTERM."""
+
     drain_flag: Path
     drain_seconds: float
+    _draining = False
+    _last_respawn: dict[int, float]
 
-    def handle_term(self) -> None:
-        self.drain_flag.touch()
-        self.log.info("SIGTERM: draining for %.1fs before stopping", self.drain_seconds)
-        deadline = time.monotonic() + self.drain_seconds
-        while time.monotonic() < deadline:
-            # Keep supervising workers while the endpoint is being removed.
-            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
-            self.reap_workers()
-            self.murder_workers()
-            self.manage_workers()
-        raise StopIteration
+    def signal_handler_interrupt(self, *args: Any, **kwargs: Any) -> None:
+        signum = args[0] if args else None
+        if signum == signal.SIGTERM and not self._draining:
+            self._draining = True
+            self.drain_flag.touch()
+            log.info("SIGTERM: draining for %.1fs before stopping", self.drain_seconds)
+            # The main loop keeps supervising workers meanwhile; the timer then stops it as granian would.
+            timer = threading.Timer(self.drain_seconds, lambda: MPServer.signal_handler_interrupt(self))
+            timer.daemon = True
+            timer.start()
+            return
+        super().signal_handler_interrupt(*args, **kwargs)
 
-
-class _Server(BaseApplication):
-    def __init__(self, app_factory: Callable[[], Any], options: dict[str, Any], drain_flag: Path, drain: float):
-        self._factory = app_factory
-        self._options = options
-        self._drain_flag = drain_flag
-        self._drain = drain
-        super().__init__()
-
-    def load_config(self) -> None:
-        for key, value in self._options.items():
-            self.cfg.set(key, value)
-
-    def load(self) -> Any:
-        return self._factory()
-
-    def run(self) -> None:
-        arbiter = _DrainingArbiter(self)
-        arbiter.drain_flag = self._drain_flag
-        arbiter.drain_seconds = self._drain
-        arbiter.run()
+    def _respawn_workers(self, workers: Any, spawn_target: Any, target_loader: Any, delay: float = 0) -> None:
+        # granian stops the whole server when a worker dies twice within 5.5 s of being replaced, so a
+        # request that crashes its worker, sent twice, would take the replica down. Keep replacing workers,
+        # as gunicorn does; one that died again within 5 s of its start waits a second first, so a worker
+        # that cannot start does not spin the CPU (the probes then fail and Kubernetes restarts the pod).
+        now = time.monotonic()
+        if any(now - self._last_respawn.get(idx, -60.0) < 5 for idx in workers):
+            time.sleep(1)
+        self._last_respawn.update(dict.fromkeys(workers, now))
+        super()._respawn_workers(workers, spawn_target, target_loader, delay)
+        self.respawned_wrks.clear()
 
 
 def serve(
@@ -73,26 +203,33 @@ def serve(
     port: int,
     workers: int,
     threads: int,
+    limits: Limits,
     drain_flag: Path,
     drain_seconds: float,
     graceful_timeout: float,
-    on_child_exit: Callable[[Any, Any], None] | None = None,
 ) -> None:
+    """Serve the WSGI app that `app_factory` builds (once in each worker process) until stopped."""
     drain_flag.parent.mkdir(parents=True, exist_ok=True)
     drain_flag.unlink(missing_ok=True)
-    options: dict[str, Any] = {
-        "bind": f"{host}:{port}",
-        "workers": workers,
-        "worker_class": "gthread",
-        "threads": threads,
-        "keepalive": 75,  # longer than the load balancer's idle timeout, so it closes first
-        "graceful_timeout": max(1, round(graceful_timeout)),
-        "timeout": 30,
-        "accesslog": None,  # the app logs one JSON line per request
-        "errorlog": "-",
-        "worker_tmp_dir": str(drain_flag.parent),
-        "control_socket_disable": True,
-    }
-    if on_child_exit is not None:
-        options["child_exit"] = on_child_exit
-    _Server(app_factory, options, drain_flag, drain_seconds).run()
+    server = _DrainingServer(
+        "service",  # granian's name for the target; the loader below ignores it
+        address=host,
+        port=port,
+        interface=Interfaces.ASGINL,
+        workers=workers,
+        http=HTTPModes.http1,
+        websockets=False,
+        http1_settings=HTTP1Settings(
+            header_read_timeout=round(limits.header_read_timeout * 1000),
+            keep_alive=True,
+            max_buffer_size=limits.head_buffer(),
+        ),
+        log_level=LogLevels.warning,
+        respawn_failed_workers=True,
+        respawn_interval=0.5,
+        workers_kill_timeout=max(1, round(graceful_timeout)),
+    )
+    server.drain_flag = drain_flag
+    server._last_respawn = {}
+    server.drain_seconds = drain_seconds
+    server.serve(target_loader=lambda _target: BufferedFront(app_factory(), limits, threads))

@@ -3,10 +3,30 @@
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may take before it is refused (each a setting, see ServiceSettings)."""
+
+    header_read_timeout: float  # seconds for the whole request head (granian closes the connection)
+    body_read_timeout: float  # seconds for the whole body once the head is in (408)
+    max_body_bytes: int  # 413
+    max_request_line: int  # bytes of method, target and version (414)
+    max_header_bytes: int  # bytes of all header names and values (431)
+    max_headers: int  # header count (431)
+
+    def head_buffer(self) -> int:
+        """granian's read buffer for a request head: room for the largest head we accept, and a margin so
+        an over-long one reaches the app's check and is refused as our JSON, not dropped by the parser."""
+        return self.max_request_line + self.max_header_bytes + 4 * self.max_headers + 8192
 
 
 class ServiceSettings(BaseSettings):
@@ -19,6 +39,14 @@ class ServiceSettings(BaseSettings):
     threads: int = Field(8, ge=1, description="Threads per worker process.")
     drain_seconds: float = Field(3.0, ge=0, description="After SIGTERM, seconds to keep serving while not ready.")
     graceful_timeout: float = Field(20.0, ge=1, description="After draining, seconds in-flight requests may take.")
+    header_read_timeout: float = Field(
+        10.0, gt=0, description="Seconds a client has to send a request's head; then the connection is closed."
+    )
+    body_read_timeout: float = Field(10.0, gt=0, description="Seconds a client has to send a request's body (408).")
+    max_body_bytes: int = Field(MAX_BODY_BYTES, ge=1024, description="Largest request body, in bytes (413).")
+    max_request_line: int = Field(8192, ge=256, description="Longest request line (method, target, version) (414).")
+    max_header_bytes: int = Field(16384, ge=1024, description="Largest sum of header names and values (431).")
+    max_headers: int = Field(100, ge=8, description="Most headers one request may carry (431).")
     scratch_dir: Path | None = Field(None, description="Writable scratch path (drain flag, worker files).")
     service_token: str | None = Field(None, description="Bearer token for service-to-service calls.")
     service_token_next: str | None = Field(None, description="Also accepted, for rotating SERVICE_TOKEN.")
@@ -41,6 +69,16 @@ class ServiceSettings(BaseSettings):
 
     def drain_flag(self, service: str) -> Path:
         return self.scratch_path(service) / "draining"
+
+    def limits(self) -> Limits:
+        return Limits(
+            header_read_timeout=self.header_read_timeout,
+            body_read_timeout=self.body_read_timeout,
+            max_body_bytes=self.max_body_bytes,
+            max_request_line=self.max_request_line,
+            max_header_bytes=self.max_header_bytes,
+            max_headers=self.max_headers,
+        )
 
     def tokens(self) -> dict[str, tuple[str | None, ...]]:
         return {

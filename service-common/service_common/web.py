@@ -59,28 +59,27 @@ def create_base_app(
     # Logging first, so even a request refused by parsing has a request id and a log line.
     register_request_logging(app, service)
     register_auth(app)
-    register_request_parsing(app)
+    register_request_parsing(app, settings.max_body_bytes)
     register_error_handlers(app)
     register_security_headers(app)
-    register_metrics(app, service, collectors)
+    register_metrics(app, service, collectors, _worker_slot(service, settings))
     app.register_blueprint(health_blueprint(ready_checks, settings.drain_flag(service)))
     app.add_url_rule("/openapi.json", "openapi_document", lambda: json_response(app.api_doc))
     # Interactive docs from flask-openapi3-swagger's bundled assets (no CDN): /docs → /docs/swagger.
     app.add_url_rule("/docs", "docs", lambda: redirect("/docs/swagger"), strict_slashes=True)
-    app.wsgi_app = _terminated_input(app.wsgi_app)  # type: ignore[method-assign]
     configure_tracing(app, service, settings.otel_exporter_otlp_endpoint)
     return app
 
 
-def _terminated_input(wsgi_app: Callable[..., Any]) -> Callable[..., Any]:
-    """Tell werkzeug that the server ends the body stream (gunicorn de-chunks it), so a chunked body is
-    read and held to MAX_CONTENT_LENGTH (413) instead of being dropped as unsafe."""
+def _worker_slot(service: str, settings: ServiceSettings) -> str:
+    """This server worker's slot for the per-worker request figure ("0" outside a multi-worker server)."""
+    import os
 
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        environ.setdefault("wsgi.input_terminated", True)
-        return wsgi_app(environ, start_response)
+    from service_common.metrics import worker_slot
 
-    return app
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return "0"
+    return worker_slot(settings.scratch_path(service) / "workers", settings.web_concurrency)
 
 
 def register_security_headers(app: OpenAPI) -> None:
