@@ -94,7 +94,7 @@ def _migrate_and_serve(process: Process) -> None:
 def restart_clean(process: Process) -> None:
     """Replace a crashed replica as an operator would: kill what is left, start it without fail points.
 
-    (gunicorn's master restarts a worker that exited with the fail point still armed, so the process
+    (the server restarts a worker that exited with the fail point still armed, so the process
     itself has to go.)
     """
     process.kill()

@@ -51,7 +51,7 @@ def test_run_serves_both_services_and_stops_cleanly(tmp_path: Path, sig: int) ->
         assert (tmp_path / "data" / "orders.db").exists() and (tmp_path / "data" / "inventory.db").exists()
 
         children = descendants(proc.pid)
-        assert len(children) >= 3  # inventory, order, worker (and their gunicorn workers)
+        assert len(children) >= 3  # inventory, order, worker (and the servers' worker processes)
         proc.send_signal(sig)
         assert proc.wait(timeout=60) == 0
         assert not is_ready(order) and not is_ready(inventory)
