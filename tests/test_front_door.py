@@ -114,32 +114,35 @@ def normal_clients(api: Api, product: str, seconds: float) -> tuple[list[int], l
     deadline = time.monotonic() + seconds
 
     def client(_: int) -> None:
-        http = requests.Session()
-        while time.monotonic() < deadline:
-            try:
-                r = http.post(
-                    f"{api.order_url}/orders", json={"product_id": product, "quantity": 1}, timeout=CLIENT_TIMEOUT
-                )
-                statuses.append(r.status_code)
-                if r.status_code == 201:
-                    order_id = r.json()["order_id"]
-                    statuses.append(http.get(f"{api.order_url}/orders/{order_id}", timeout=CLIENT_TIMEOUT).status_code)
-                statuses.append(
-                    http.get(f"{api.inventory_url}/inventory/{product}", timeout=CLIENT_TIMEOUT).status_code
-                )
-            except requests.RequestException as exc:
-                errors.append(repr(exc))
+        with requests.Session() as http:
+            while time.monotonic() < deadline:
+                one_round(http)
+
+    def one_round(http: requests.Session) -> None:
+        try:
+            r = http.post(
+                f"{api.order_url}/orders", json={"product_id": product, "quantity": 1}, timeout=CLIENT_TIMEOUT
+            )
+            statuses.append(r.status_code)
+            if r.status_code == 201:
+                order_id = r.json()["order_id"]
+                statuses.append(http.get(f"{api.order_url}/orders/{order_id}", timeout=CLIENT_TIMEOUT).status_code)
+            statuses.append(http.get(f"{api.inventory_url}/inventory/{product}", timeout=CLIENT_TIMEOUT).status_code)
+        except requests.RequestException as exc:
+            errors.append(repr(exc))
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(client, range(4)))
     return statuses, errors
 
 
-def warm(api: Api, product: str) -> None:
-    """Enough parallel requests that every worker has started all its threads and pooled connections."""
-    with ThreadPoolExecutor(32) as pool:
+def warm(api: Api, product: str, target: Process) -> None:
+    """Enough parallel requests that every worker has started all its app threads, and the order service
+    all its pooled connections to inventory: what the baseline is measured against."""
+    with ThreadPoolExecutor(64) as pool:
         for _ in range(3):
-            list(pool.map(lambda _: api.place(product, 1), range(32)))
+            list(pool.map(lambda _: api.place(product, 1), range(64)))
+            list(pool.map(lambda _: requests.get(f"{target.url}/health/ready", timeout=CLIENT_TIMEOUT), range(64)))
 
 
 @pytest.mark.parametrize("service", ["inventory", "order"])
@@ -150,7 +153,7 @@ def test_slow_clients_hold_no_thread_and_normal_clients_are_served(front: Stack,
     assert target.port is not None
     # An endpoint that reads its body, so the slow bodies reach the app's route.
     body_path = b"/inventory/check" if service == "inventory" else b"/orders"
-    warm(api, product)
+    warm(api, product, target)
     base_fds, base_threads = open_fds(target), threads(target)
 
     ready: list[int] = []
@@ -187,12 +190,16 @@ def test_slow_clients_hold_no_thread_and_normal_clients_are_served(front: Stack,
     # The server cut the slow clients off at its read bounds, and they came back.
     assert loris.reopened >= SLOWLORIS and slow_body.reopened >= SLOW_BODIES
 
-    wait_until(
-        lambda: open_fds(target) <= base_fds + 4 and threads(target) <= base_threads,
-        timeout=60,
-        interval=1,
-        what=f"{service}'s descriptors and threads back to {base_fds} / {base_threads}",
-    )
+    last: list[tuple[int, int]] = []
+
+    def back_to_baseline() -> bool:
+        last.append((open_fds(target), threads(target)))
+        return last[-1][0] <= base_fds + 4 and last[-1][1] <= base_threads
+
+    try:
+        wait_until(back_to_baseline, timeout=60, interval=1, what=f"{service}'s descriptors and threads")
+    except AssertionError:
+        raise AssertionError(f"baseline {base_fds} fds / {base_threads} threads; last {last[-5:]}") from None
 
 
 # --- malformed requests ------------------------------------------------------------------------------------
