@@ -82,6 +82,11 @@
     }
   }
 
+  // A table cell that carries its column's name, shown beside the value when a narrow screen stacks the row.
+  function cell(label, text, className) {
+    return el("td", { className: className || "", text, attrs: { "data-label": label } });
+  }
+
   function emptyRow(columns, text) {
     return el("tr", {}, el("td", { text, attrs: { colspan: columns } }));
   }
@@ -188,7 +193,7 @@
       `${products.length} products; ${low} at or below ${threshold} available units (highlighted).`;
     const rows = products.map((p) => {
       const label = `${p.name} (${p.product_id})`;
-      const available = el("td", { className: "num", text: p.available_quantity });
+      const available = cell("Available", p.available_quantity, "num");
       if (p.low_stock) available.append(el("span", { className: "tag low", text: "Low" }));
       const restock = el("button", {
         text: "Restock",
@@ -197,19 +202,19 @@
       restock.addEventListener("click", () => editProduct(p.product_id, "restock"));
       const reprice = el("button", {
         text: "Change price",
-        attrs: { type: "button", "data-key": `price:${p.product_id}`, "aria-label": `Change the price of ${label}` },
+        attrs: { type: "button", "data-key": `price:${p.product_id}`, "aria-label": `Change price of ${label}` },
       });
       reprice.addEventListener("click", () => editProduct(p.product_id, "price"));
       const row = el(
         "tr",
         { className: p.low_stock ? "low" : "", attrs: { "data-product": p.product_id } },
-        el("td", { text: p.product_id }),
-        el("td", { className: "name", text: p.name }),
-        el("td", { className: "num", text: money(p.price) }),
+        cell("Product", p.product_id),
+        cell("Name", p.name, "name"),
+        cell("Price", money(p.price), "num"),
         available,
-        el("td", { className: "num", text: p.reserved_quantity }),
-        el("td", { className: "num", text: p.sold_quantity }),
-        el("td", {}, el("div", { className: "row-actions" }, restock, reprice)),
+        cell("Reserved", p.reserved_quantity, "num"),
+        cell("Sold", p.sold_quantity, "num"),
+        el("td", { attrs: { "data-label": "Actions" } }, el("div", { className: "row-actions" }, restock, reprice)),
       );
       return row;
     });
@@ -321,13 +326,17 @@
       el(
         "tr",
         { attrs: { "data-order": o.order_id } },
-        el("td", {}, el("a", { text: o.order_id, attrs: { href: `#order/${o.order_id}`, "data-key": o.order_id } })),
-        el("td", { className: `status status-${o.status}`, text: o.status }),
-        el("td", { className: "name", text: o.customer_id }),
-        el("td", { text: o.product_id }),
-        el("td", { className: "num", text: o.quantity }),
-        el("td", { className: "num", text: money(o.total_price) }),
-        el("td", { text: when(o.created_at) }),
+        el(
+          "td",
+          { attrs: { "data-label": "Order" } },
+          el("a", { text: o.order_id, attrs: { href: `#order/${o.order_id}`, "data-key": o.order_id } }),
+        ),
+        cell("State", o.status, `status status-${o.status}`),
+        cell("Customer", o.customer_id, "name"),
+        cell("Product", o.product_id),
+        cell("Quantity", o.quantity, "num"),
+        cell("Total", money(o.total_price), "num"),
+        cell("Placed", when(o.created_at)),
       ),
     );
     fillRows($("orders-table").tBodies[0], rows.length ? rows : [emptyRow(7, "No orders on this page.")]);
@@ -388,10 +397,10 @@
         return el(
           "tr",
           {},
-          el("td", { className: "name", text: name ? `${line.product_id} · ${name.name}` : line.product_id }),
-          el("td", { className: "num", text: line.quantity }),
-          el("td", { className: "num", text: money(line.unit_price) }),
-          el("td", { className: "num", text: money(line.line_price) }),
+          cell("Product", name ? `${line.product_id} · ${name.name}` : line.product_id, "name"),
+          cell("Quantity", line.quantity, "num"),
+          cell("Unit price", money(line.unit_price), "num"),
+          cell("Line price", money(line.line_price), "num"),
         );
       }),
     );
@@ -510,7 +519,9 @@
       box.replaceChildren(
         el("p", {
           className: "audit-bad",
-          text: `${report.discrepancy_count} discrepancies${shown < report.discrepancy_count ? ` (first ${shown} shown)` : ""}.`,
+          text:
+            `${report.discrepancy_count} ${report.discrepancy_count === 1 ? "discrepancy" : "discrepancies"}` +
+            `${shown < report.discrepancy_count ? ` (the first ${shown} shown)` : ""}.`,
         }),
         el("p", { text: `Checked ${checked}.` }),
         el(
