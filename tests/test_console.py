@@ -107,8 +107,8 @@ class Console:
         dialog.get_by_role("button", name=button).click()
         expect(dialog).to_be_hidden()
 
-    def shot(self, name: str) -> None:
-        self.page.screenshot(path=str(_screenshots() / f"{name}.png"))
+    def shot(self, name: str, full_page: bool = False) -> None:
+        self.page.screenshot(path=str(_screenshots() / f"{name}.png"), full_page=full_page)
 
     def clean(self, *statuses: int) -> None:
         """Nothing the page did fired a dialog, raised, broke the CSP, or went anywhere but the service.
@@ -401,7 +401,7 @@ def test_an_audit_discrepancy_written_into_the_database_is_reported(console: Con
             f"Stock columns differ from the stock ledger{product_id}: the stock ledger does not add up to the "
             "stock columns"
         )
-        console.shot("health")
+        console.shot("health", full_page=True)
     finally:
         with engine.begin() as conn:
             conn.exec_driver_sql(

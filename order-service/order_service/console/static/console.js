@@ -505,8 +505,9 @@
         return;
       }
       const report = result.data;
+      const words = { orders_in_flight: "of the orders in flight, not judged yet" };
       const checked = Object.entries(report.checked)
-        .map(([what, n]) => `${n} ${what.replaceAll("_", " ")}`)
+        .map(([what, n]) => `${n} ${words[what] || what.replaceAll("_", " ")}`)
         .join(", ");
       if (report.consistent) {
         box.replaceChildren(
