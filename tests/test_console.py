@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import BrowserContext, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import BrowserContext, Dialog, Page, Playwright, ViewportSize, expect, sync_playwright
 
 from tests.browser import chromium
 from tests.conftest import Api
@@ -29,7 +29,7 @@ from tests.topology import ADMIN_TOKEN, ROOT, Stack, stack
 AXE = ROOT / "tests" / "vendor" / "axe-core" / "axe.min.js"
 AXE_SHA256 = "29348999450cdf2849a8e70b7912fc2da85a849da39c0d0d5394f51d4a9ed95c"  # axe-core 4.14.1
 HOSTILE = "<img src=x onerror=alert(1)>"
-VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+VIEWPORTS: dict[str, ViewportSize] = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 WAIT = 20_000  # ms an expectation may wait for the page (the poll runs every 5 s)
 
 
@@ -73,10 +73,14 @@ class Console:
         self.dialogs: list[str] = []
         self.errors: list[str] = []
         self.requests: list[Any] = []
-        page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        page.on("dialog", self._dialog)
         page.on("pageerror", lambda exc: self.errors.append(str(exc)))
         page.on("console", lambda msg: self.errors.append(msg.text) if msg.type == "error" else None)
         page.on("request", lambda r: self.requests.append(r))
+
+    def _dialog(self, dialog: Dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
 
     def open(self, fragment: str = "") -> None:
         self.page.goto(f"{self.base}/console{fragment}")
