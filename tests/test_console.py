@@ -365,6 +365,25 @@ def test_the_console_refreshes_itself_without_a_reload(console: Console, api: Ap
     console.clean()
 
 
+def test_a_slow_service_never_gets_a_second_refresh_alongside_the_first(console: Console) -> None:
+    console.signed_in()
+    page = console.page
+    held: list[Any] = []
+    api_call = re.compile(rf"^{re.escape(console.base)}/(admin/|orders)")
+    page.route(api_call, lambda route: held.append(route))  # answered only when the test lets it go
+    while not held:  # the next poll's call, now hanging
+        page.wait_for_timeout(100)
+    for section in ("Orders", "Saga health", "Stock", "Orders"):
+        console.go(section)
+    page.wait_for_timeout(6_000)  # past the next poll, had one been scheduled
+    assert len(held) == 1, [r.request.url for r in held]
+    held[0].continue_()
+    page.unroute(api_call)
+    # Once it answers, the one refresh the navigations queued runs, for the page now on screen.
+    expect(page.locator("#orders-summary")).not_to_be_empty(timeout=WAIT)
+    console.clean()
+
+
 # --- saga health and the audit -------------------------------------------------------------------------
 
 
