@@ -371,8 +371,11 @@ def test_a_slow_service_never_gets_a_second_refresh_alongside_the_first(console:
     held: list[Any] = []
     api_call = re.compile(rf"^{re.escape(console.base)}/(admin/|orders)")
     page.route(api_call, lambda route: held.append(route))  # answered only when the test lets it go
-    while not held:  # the next poll's call, now hanging
+    for _ in range(300):  # the next poll's call (within 5 s), now hanging
+        if held:
+            break
         page.wait_for_timeout(100)
+    assert held, "the console did not poll"
     for section in ("Orders", "Saga health", "Stock", "Orders"):
         console.go(section)
     page.wait_for_timeout(6_000)  # past the next poll, had one been scheduled

@@ -565,6 +565,7 @@
       show(["stock", "orders", "health"].includes(hash) ? hash : "stock");
     }
     if (userNavigated) {
+      notice("");
       const heading = document.querySelector(`#view-${state.view} h1`);
       heading.setAttribute("tabindex", "-1");
       heading.focus();
