@@ -287,7 +287,8 @@
         notice(`Not done: ${describeError(result)}`);
       }
     } catch (error) {
-      if (!(error instanceof SignedOut)) notice(`Not done: ${error.message}`);
+      // No answer is not a refusal: the change may have been made (a restock is never sent twice).
+      if (!(error instanceof SignedOut)) notice(`No answer (${error.message}): check the stock before trying again.`);
     }
     refreshNow();
   }
@@ -365,6 +366,7 @@
       $("order-facts").replaceChildren(el("dt", { text: "Not found" }), el("dd", { text: describeError(result) }));
       $("order-lines").tBodies[0].replaceChildren();
       $("order-timeline").replaceChildren();
+      $("order-total").textContent = "";
       $("order-cancel").disabled = true;
       $("order-fulfil").disabled = true;
       return;
