@@ -641,8 +641,9 @@
     const select = $("filter-status");
     for (const s of STATES) select.append(el("option", { text: s, attrs: { value: s } }));
     $("health-worker").textContent =
-      "No heartbeat: this version of the recovery worker does not report one through the API. " +
-      "An in-flight order older than the grace period is the sign that it is not running.";
+      "No heartbeat here: the order service's API does not carry one (a worker reports it only to its own " +
+      "probes, which this page cannot reach). An in-flight order older than the grace period is the sign " +
+      "that no worker is finishing orders.";
     $("health-outbox").textContent = "None: this version has no outbox (the saga records each step in the order row).";
     $("signin-form").addEventListener("submit", signIn);
     $("sign-out").addEventListener("click", () => signOut());
