@@ -162,5 +162,10 @@ def test_while_inventory_is_down_the_console_api_answers_503_and_says_to_check_a
         r = _get(api, "/admin/products")
         assert r.status_code == 503 and r.json()["error"]["code"] == "inventory_unavailable"
         assert _get(api, "/admin/saga").status_code == 200  # the order service's own figures still answer
+        # The read was retried; the restock, which is not idempotent, was sent once.
+        retries = requests.get(f"{api.order_url}/metrics", timeout=10).text
+        assert 'inventory_call_retries_total{operation="products"}' in retries
+        assert 'operation="restock"' in retries  # counted as a call ...
+        assert 'inventory_call_retries_total{operation="restock"}' not in retries  # ... never retried
     finally:
         live.inventory.start()

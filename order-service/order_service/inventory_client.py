@@ -171,6 +171,7 @@ class InventoryClient:
     def _once(
         self, method: str, path: str, body: dict[str, Any] | None, operation: str, token: str | None
     ) -> dict[str, Any]:
+        # `operation` is unused here but passed, so that _log_retry can label the retry with it.
         headers = dict(self._headers)
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
