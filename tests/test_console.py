@@ -10,9 +10,11 @@ sessionStorage, i.e. signed out).
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import os
 import re
+import tomllib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -554,6 +556,21 @@ def _axe(page: Page) -> list[dict[str, Any]]:
         for v in result["violations"]
         if v["impact"] in ("serious", "critical")
     ]
+
+
+def test_the_console_assets_ship_in_the_package() -> None:
+    """A non-editable install (the image's) carries only the data files package-data names: every template
+    and static asset of the console must match one of its patterns."""
+    config = tomllib.loads((ROOT / "order-service" / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["package-data"]["order_service"]
+    package = ROOT / "order-service" / "order_service"
+    assets = [
+        path.relative_to(package).as_posix()
+        for path in (package / "console").rglob("*")
+        if path.is_file() and path.suffix not in (".py", ".pyc")
+    ]
+    assert {"console/static/console.js", "console/static/console.css"} <= set(assets)
+    assert [a for a in assets if not any(fnmatch.fnmatch(a, p) for p in patterns)] == []
 
 
 def test_axe_core_is_the_pinned_vendored_release() -> None:
