@@ -6,7 +6,6 @@ anywhere but the service itself."""
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,17 +15,9 @@ import requests
 from openapi_spec_validator import OpenAPIV31SpecValidator
 from playwright.sync_api import BrowserContext, Playwright, sync_playwright
 
+from tests.browser import chromium
 from tests.topology import Stack, stack
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 ERROR_REF = "#/components/schemas/ErrorResponse"
 
 # Which token each protected operation takes (operationId → security requirement); the rest are public.
@@ -34,6 +25,11 @@ SECURITY = {
     "order": {
         "fulfil_order": [{"adminToken": []}],
         "audit": [{"adminToken": []}],
+        # The operator console's admin API (order_service/console/api.py).
+        "saga_state": [{"adminToken": []}],
+        "stock": [{"adminToken": []}],
+        "restock_product": [{"adminToken": []}],
+        "update_product": [{"adminToken": []}],
     },
     "inventory": {
         "reserve": [{"serviceToken": []}],
@@ -194,17 +190,8 @@ def playwright() -> Iterator[Playwright]:
 @pytest.fixture
 def browser(playwright: Playwright, tmp_path: Path) -> Iterator[BrowserContext]:
     """Debian's Chromium, headless, with a throwaway profile; never Playwright's own browser download."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed (Debian: apt-get install -y chromium)")
-    profile = tmp_path / "chromium-profile"
-    context = playwright.chromium.launch_persistent_context(
-        str(profile), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS
-    )
-    try:
+    with chromium(playwright, tmp_path / "chromium-profile") as context:
         yield context
-    finally:
-        context.close()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 # One operation per service opened in the page, to see its documented statuses rendered.

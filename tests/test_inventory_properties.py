@@ -71,6 +71,7 @@ def test_any_sequence_keeps_stock_conserved_and_matches_the_ledger(
         assert report["reserved_quantity"] == report["held_reservations"]
         assert report["ledger_available"] == report["available_quantity"]
         assert report["ledger_reserved"] == report["reserved_quantity"]
+        assert report["sold_quantity"] == sold  # the ledger's commits agree with the committed reservations
 
 
 def _sold(engine: sa.Engine, product: str) -> int:

@@ -125,6 +125,7 @@ class ProductStock(BaseModel):
     ledger_available: int = Field(description="Sum of the ledger's available deltas; equals available_quantity.")
     ledger_reserved: int = Field(description="Sum of the ledger's reserved deltas; equals reserved_quantity.")
     held_reservations: int = Field(description="Units in held reservations; equals reserved_quantity.")
+    sold_quantity: int = Field(description="Units sold: the sum the ledger's commits took out of reserved.")
 
 
 class ReservationSummary(BaseModel):

@@ -385,13 +385,16 @@ def stock_report(engine: Engine) -> dict[str, Any]:
     """Per product: stock columns, the ledger's sums, and the sum of held reservations, all as of one
     moment (a reserve committing between two of the reads would otherwise look like a leak)."""
     with snapshot(engine) as conn:
+        # Sold: what commits took out of reserved for good (a commit row's reserved delta is -quantity).
+        sold = sa.case((stock_ledger.c.kind == "commit", -stock_ledger.c.reserved_delta), else_=0)
         ledger = {
-            r.product_id: (int(r.available), int(r.reserved))
+            r.product_id: (int(r.available), int(r.reserved), int(r.sold))
             for r in conn.execute(
                 sa.select(
                     stock_ledger.c.product_id,
                     sa.func.sum(stock_ledger.c.available_delta).label("available"),
                     sa.func.sum(stock_ledger.c.reserved_delta).label("reserved"),
+                    sa.func.sum(sold).label("sold"),
                 ).group_by(stock_ledger.c.product_id)
             )
         }
@@ -408,8 +411,9 @@ def stock_report(engine: Engine) -> dict[str, Any]:
         r.product_id: {
             "available_quantity": r.available_quantity,
             "reserved_quantity": r.reserved_quantity,
-            "ledger_available": ledger.get(r.product_id, (0, 0))[0],
-            "ledger_reserved": ledger.get(r.product_id, (0, 0))[1],
+            "ledger_available": ledger.get(r.product_id, (0, 0, 0))[0],
+            "ledger_reserved": ledger.get(r.product_id, (0, 0, 0))[1],
+            "sold_quantity": ledger.get(r.product_id, (0, 0, 0))[2],
             "held_reservations": held.get(r.product_id, 0),
         }
         for r in rows

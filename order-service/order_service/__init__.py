@@ -20,7 +20,9 @@ decimals; times are UTC, RFC 3339.
 
 Orders are public by default (CUSTOMER_AUTH=none). With CUSTOMER_AUTH=jwt every order operation needs a
 customer's JWT (or the admin token), and a customer sees only their own orders. Fulfilment and the
-audit need the admin token."""
+audit need the admin token.
+
+The [operator console](/console) (admin token) shows stock, orders and the saga's health through this API."""
 
 
 def create_saga(settings: Settings):  # type: ignore[no-untyped-def]
@@ -32,6 +34,7 @@ def create_saga(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 def create_app(settings: Settings | None = None) -> OpenAPI:
+    from order_service.console import console_api_blueprint, register_console
     from order_service.routes import orders_blueprint
     from service_common.openapi import ADMIN_SCHEME, CUSTOMER_SCHEME
     from service_common.storage import schema_checks
@@ -51,6 +54,8 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         security_schemes=schemes,
     )
     app.register_api(orders_blueprint(saga, settings))
+    app.register_api(console_api_blueprint(saga.engine, saga.inventory, settings))
+    register_console(app)
     app.document_limit("CreateOrderRequest", "quantity", maximum=settings.max_quantity)
     app.extensions["saga"] = saga
     return app

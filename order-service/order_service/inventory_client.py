@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import urllib3
@@ -99,12 +100,39 @@ class InventoryClient:
     def stock_report(self) -> dict[str, Any]:
         return self._call("GET", "/inventory/audit")
 
+    # The operator console's calls (order_service.console): the catalogue, and the admin writes made
+    # with the operator's own admin token, so inventory decides them as if the operator called it.
+
+    def products(self) -> dict[str, Any]:
+        return self._call("GET", "/inventory", operation="products")
+
+    def restock(self, product_id: str, quantity: int, admin_token: str) -> dict[str, Any]:
+        # Not idempotent: a retry after a lost answer could add the units twice, so it is sent once.
+        path = f"/inventory/{quote(product_id, safe='')}/restock"
+        body = {"quantity": quantity}
+        return self._call("POST", path, body, operation="restock", token=admin_token, retry=False)
+
+    def update_product(self, product_id: str, changes: dict[str, Any], admin_token: str) -> dict[str, Any]:
+        # Setting a name or price is idempotent: retried like the saga's calls.
+        path = f"/inventory/{quote(product_id, safe='')}"
+        return self._call("PATCH", path, changes, operation="update_product", token=admin_token)
+
     # --- plumbing --------------------------------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        operation = path.split("/")[2]  # reserve, release, commit, reservations, audit
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        operation: str | None = None,
+        token: str | None = None,
+        retry: bool = True,
+    ) -> dict[str, Any]:
+        # A metrics label: reserve, release, commit, reservations, audit, or the name given (never an id).
+        operation = operation or path.split("/")[2]
         try:
-            result = self._guarded(method, path, body)
+            result = self._guarded(method, path, body, operation, token, retry)
         except CircuitBreakerError as exc:
             metrics.inventory_call(operation, "circuit_open")
             raise InventoryUnavailable("circuit open") from exc
@@ -122,18 +150,31 @@ class InventoryClient:
         metrics.inventory_call(operation, "ok")
         return result
 
-    def _with_retries(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+    def _with_retries(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        operation: str,
+        token: str | None,
+        retry: bool,
+    ) -> dict[str, Any]:
         retrying = Retrying(
             retry=retry_if_exception_type(_Retryable),
-            stop=stop_after_attempt(self._attempts),
+            stop=stop_after_attempt(self._attempts if retry else 1),
             wait=wait_random_exponential(multiplier=0.05, max=self._backoff_max),
             before_sleep=_log_retry,
             reraise=True,
         )
-        return retrying(self._once, method, path, body)
+        return retrying(self._once, method, path, body, operation, token)
 
-    def _once(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+    def _once(
+        self, method: str, path: str, body: dict[str, Any] | None, operation: str, token: str | None
+    ) -> dict[str, Any]:
+        # `operation` is unused here but passed, so that _log_retry can label the retry with it.
         headers = dict(self._headers)
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
         request_id = current_request_id()
         if request_id:
             headers[REQUEST_ID_HEADER] = request_id
@@ -162,6 +203,6 @@ class InventoryClient:
 
 def _log_retry(state: RetryCallState) -> None:
     exc = state.outcome.exception() if state.outcome else None
-    path = state.args[1] if len(state.args) > 1 else "/inventory/unknown"
-    metrics.inventory_retry(str(path).split("/")[2])
+    operation = state.args[3] if len(state.args) > 3 else "unknown"
+    metrics.inventory_retry(str(operation))
     log.warning("retrying inventory call", extra={"fields": {"attempt": state.attempt_number, "reason": str(exc)}})

@@ -29,6 +29,9 @@ class Settings(ServiceSettings):
     worker_interval_seconds: float = Field(1.0, gt=0, description="Pause between two passes of the worker.")
     worker_batch: int = Field(50, ge=1, description="Orders one worker pass claims at most.")
     worker_metrics_port: int = Field(0, ge=0, description="Port of the worker's /metrics; 0: not served.")
+    console_low_stock: int = Field(
+        10, ge=0, description="The operator console highlights a product whose available units are at or below this."
+    )
 
     customer_auth: Literal["none", "jwt"] = Field(
         "none", description="jwt: customers are who a verified JWT's `sub` says; they see only their orders."

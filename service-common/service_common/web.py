@@ -65,8 +65,10 @@ def create_base_app(
     register_metrics(app, service, collectors, _worker_slot(service, settings))
     app.register_blueprint(health_blueprint(ready_checks, settings.drain_flag(service)))
     app.add_url_rule("/openapi.json", "openapi_document", lambda: json_response(app.api_doc))
-    # Interactive docs from flask-openapi3-swagger's bundled assets (no CDN): /docs → /docs/swagger.
+    # Interactive docs from flask-openapi3-swagger's bundled assets (no CDN): /docs and /docs/ open Swagger
+    # UI, not flask-openapi3's picker page (whose only choice would be Swagger).
     app.add_url_rule("/docs", "docs", lambda: redirect("/docs/swagger"), strict_slashes=True)
+    app.view_functions["openapi.openapi"] = lambda: redirect("/docs/swagger")
     configure_tracing(app, service, settings.otel_exporter_otlp_endpoint)
     return app
 
