@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from tests.manifests import (
     INVENTORY,
@@ -26,7 +27,7 @@ from tests.manifests import (
     interpolate,
     pod_spec,
 )
-from tests.topology import ROOT, Process, base_env, free_port, migrate
+from tests.topology import ROOT, Process, base_env, free_port, migrate, wait_until
 
 APPS = {
     "inventory-migrate": (INVENTORY, "migrate"),
@@ -147,12 +148,31 @@ def _run_check(test: list[str], env: dict[str, str]) -> int:
     return subprocess.run([sys.executable, *test[2:]], env=env, capture_output=True, timeout=60).returncode
 
 
-def test_worker_healthcheck_needs_the_database_at_head(tmp_path: Path) -> None:
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).ok
+    except requests.RequestException:
+        return False
+
+
+def test_worker_healthcheck_needs_its_probe_server_and_the_database_at_head(tmp_path: Path) -> None:
+    """compose's worker healthcheck asks the worker's own readiness (WORKER_METRICS_PORT): fresh heartbeat,
+    database up, schema at head."""
+    port = int(env_of("order-worker")["WORKER_METRICS_PORT"])
     test = services()["order-worker"]["healthcheck"]["test"]
-    env = base_env(DATABASE_URL=f"sqlite:///{tmp_path / 'orders.db'}", PORT="0")
-    assert _run_check(test, env) != 0  # no schema yet
-    migrate("order_service", env)
-    assert _run_check(test, env) == 0
+    assert f"http://127.0.0.1:{port}/health/ready" in test[3]
+    local_port = free_port()
+    check = [*test[:3], test[3].replace(f":{port}/", f":{local_port}/")]
+    env = base_env(DATABASE_URL=f"sqlite:///{tmp_path / 'orders.db'}", PORT="0", WORKER_METRICS_PORT=str(local_port))
+    assert _run_check(check, env) != 0  # no worker yet
+    worker = Process("order_service", "worker", env, tmp_path / "worker.log", local_port).start()
+    try:
+        wait_until(lambda: _answers(f"{worker.url}/health/live"), what="the worker to serve")
+        assert _run_check(check, env) != 0  # no schema yet
+        migrate("order_service", env)
+        wait_until(lambda: _run_check(check, env) == 0, what="the worker's healthcheck to pass")
+    finally:
+        worker.kill()
 
 
 def test_image_and_compose_healthchecks_answer_on_a_running_server(tmp_path: Path) -> None:

@@ -51,6 +51,11 @@ class Settings(ServiceSettings):
         per_try = self.inventory_connect_timeout + self.inventory_read_timeout
         return attempts * per_try + self.inventory_retries * self.inventory_backoff_max
 
+    def worker_heartbeat_interval(self) -> float:
+        """The longest the worker's loop goes between two heartbeats while it is healthy: its pause between
+        passes, or one order's work (its inventory calls at their worst plus the database's share)."""
+        return max(self.worker_interval_seconds, self.worst_inventory_call() + _DATABASE_MARGIN)
+
     @model_validator(mode="after")
     def _jwt_has_a_key(self) -> Settings:
         if self.customer_auth == "jwt" and not (self.jwt_public_key_file or self.jwt_jwks_file):

@@ -3,6 +3,10 @@
 It finishes what a request left behind (a crash, a timeout, inventory down) once an order has not
 moved for the grace period: pending → confirmed or failed, failing → failed, cancelling → cancelled,
 fulfilling → fulfilled. Claims are leases in the database, so any number of workers can run.
+
+With WORKER_METRICS_PORT set it serves, for its Deployment: `/metrics`, `/health/live` (the loop's
+heartbeat is fresh: it fails once the heartbeat is older than 3 heartbeat intervals, even though this
+HTTP server still answers) and `/health/ready` (heartbeat fresh, database up, schema at head).
 """
 
 from __future__ import annotations
@@ -11,18 +15,89 @@ import datetime as dt
 import logging
 import signal
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
-from order_service import metrics, storage
+from flask import Flask, Response
+
+from order_service import MIGRATIONS, metrics, storage
 from order_service.inventory_client import InventoryRefused, InventoryUnavailable
 from order_service.saga import OrderSaga
+from service_common.errors import register_error_handlers
+from service_common.jsonio import json_response
 
 log = logging.getLogger(__name__)
 
 
-def run_pass(saga: OrderSaga) -> dict[str, int]:
-    """Claim and resolve one batch of unfinished orders; counts of what was done."""
+# Liveness fails once the heartbeat is older than this many heartbeat intervals.
+STALE_AFTER_INTERVALS = 3
+
+
+class Heartbeat:
+    """When the worker's loop last showed it was moving: at each pass and after each order it resolves."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval  # the longest a healthy loop goes between two beats
+        self._last: float | None = None
+
+    def beat(self) -> None:
+        self._last = time.monotonic()
+
+    def age(self) -> float | None:
+        return None if self._last is None else time.monotonic() - self._last
+
+    def fresh(self) -> bool:
+        age = self.age()
+        return age is not None and age <= STALE_AFTER_INTERVALS * self.interval
+
+    def report(self) -> dict[str, Any]:
+        age = self.age()
+        return {
+            "heartbeat_age_seconds": None if age is None else round(age, 3),
+            "stale_after_seconds": STALE_AFTER_INTERVALS * self.interval,
+        }
+
+
+def probe_app(heartbeat: Heartbeat, ready_checks: Callable[[], dict[str, str]]) -> Flask:
+    """The worker's own small HTTP app: its probes and its metrics (errors in the services' JSON shape)."""
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+    app = Flask("order-worker")
+    register_error_handlers(app)
+
+    @app.get("/health/live")
+    def live() -> Response:
+        if heartbeat.fresh():
+            return json_response({"status": "ok", **heartbeat.report()})
+        return json_response({"status": "stale", **heartbeat.report()}, 503)
+
+    @app.get("/health/ready")
+    def ready() -> Response:
+        checks = {"heartbeat": "ok" if heartbeat.fresh() else "stale", **ready_checks()}
+        ok = all(v == "ok" for v in checks.values())
+        return json_response({"status": "ok" if ok else "unavailable", "checks": checks}, 200 if ok else 503)
+
+    @app.get("/metrics")
+    def scrape() -> Response:
+        return Response(generate_latest(REGISTRY), mimetype=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def serve_probes(app: Flask, host: str, port: int) -> None:
+    """Serve `app` from a daemon thread: it keeps answering whatever the loop does."""
+    from werkzeug.serving import make_server
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per probe
+    server = make_server(host, port, app, threaded=True)
+    threading.Thread(target=server.serve_forever, name="worker-http", daemon=True).start()
+
+
+def run_pass(saga: OrderSaga, beat: Callable[[], None] = lambda: None) -> dict[str, int]:
+    """Claim and resolve one batch of unfinished orders; counts of what was done. `beat` after each order."""
     settings = saga.settings
+    saga.failpoints.hit("worker_pass")
     claimed = storage.claim_unfinished(
         saga.engine,
         older_than=dt.timedelta(seconds=settings.recovery_grace_seconds),
@@ -47,6 +122,7 @@ def run_pass(saga: OrderSaga) -> dict[str, int]:
             "recovered order",
             extra={"fields": {"order_id": storage.format_order_id(order.id), "from": order.status, "action": action}},
         )
+        beat()
     return counts
 
 
@@ -70,16 +146,24 @@ def run_forever(saga: OrderSaga) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    if saga.settings.worker_metrics_port:
-        from prometheus_client import start_http_server
+    settings = saga.settings
+    heartbeat = Heartbeat(settings.worker_heartbeat_interval())
+    if settings.worker_metrics_port:
+        from service_common.storage import schema_checks
 
-        # The worker is its own Deployment: it serves its own /metrics for the scrape annotations.
-        start_http_server(saga.settings.worker_metrics_port, addr=saga.settings.host)
-    log.info("worker started", extra={"fields": {"grace_seconds": saga.settings.recovery_grace_seconds}})
+        # The worker is its own Deployment: probes and the scrape target on its own port.
+        serve_probes(
+            probe_app(heartbeat, schema_checks(saga.engine, MIGRATIONS)), settings.host, settings.worker_metrics_port
+        )
+    log.info(
+        "worker started",
+        extra={"fields": {"grace_seconds": settings.recovery_grace_seconds, "heartbeat_interval": heartbeat.interval}},
+    )
     while not stop.is_set():
+        heartbeat.beat()
         try:
-            run_pass(saga)
+            run_pass(saga, heartbeat.beat)
         except Exception:  # a database outage must not end the worker; it retries next pass
             log.exception("worker pass failed")
-        stop.wait(saga.settings.worker_interval_seconds)
+        stop.wait(settings.worker_interval_seconds)
     return 0

@@ -2,14 +2,16 @@
 
 `FAILPOINTS=after_reserve=crash` makes the process exit abruptly (os._exit, no cleanup, no response)
 when it reaches the step `after_reserve`; `drop` exits the same way and is used where the point is
-"after the commit, before the answer". Fault-injection tests use these to kill a process at each step
-of the saga; nothing in production sets them.
+"after the commit, before the answer"; `hang` blocks the thread that reaches the point for good, while
+the rest of the process carries on (a stuck loop that still answers HTTP). Fault-injection tests use
+these to kill or wedge a process at each step of the saga; nothing in production sets them.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,11 @@ class FailPoints:
         return bool(self._actions)
 
     def hit(self, name: str) -> None:
-        if name in self._actions:
+        action = self._actions.get(name)
+        if action == "hang":
+            log.warning("failpoint reached: hanging", extra={"fields": {"failpoint": name}})
+            threading.Event().wait()
+        elif action is not None:
             log.warning("failpoint reached: exiting", extra={"fields": {"failpoint": name}})
             for handler in logging.getLogger().handlers:
                 handler.flush()
