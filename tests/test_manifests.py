@@ -396,16 +396,44 @@ def test_worker_runs_with_the_order_service_settings() -> None:
     assert command_of(pod_spec(worker)["containers"][0]) == ["python", "-m", "order_service", "worker"]
     worker_env, server_env = _settings_env(worker), _settings_env(server)
     assert {k: v for k, v in server_env.items() if k in worker_env} == worker_env
-    assert "replicas" in worker["spec"] and not [
-        h for h in of_kind("HorizontalPodAutoscaler") if h["spec"]["scaleTargetRef"]["name"] == "order-worker"
-    ]
+    assert not [h for h in of_kind("HorizontalPodAutoscaler") if h["spec"]["scaleTargetRef"]["name"] == "order-worker"]
+
+
+def test_worker_deployment_is_watched_through_its_heartbeat_scraped_and_kept_two_strong() -> None:
+    worker = get("Deployment", "order-worker")
+    container = pod_spec(worker)["containers"][0]
+    env = _settings_env(worker)
+    port = int(env["WORKER_METRICS_PORT"])
+    assert [(p["name"], p["containerPort"]) for p in container["ports"]] == [("metrics", port)]
+    probes = {k: container[k]["httpGet"] for k in ("startupProbe", "readinessProbe", "livenessProbe")}
+    assert probes["livenessProbe"]["path"] == probes["startupProbe"]["path"] == "/health/live"
+    assert probes["readinessProbe"]["path"] == "/health/ready"
+    assert all(p["port"] == "metrics" for p in probes.values())
+    # The kubelet restarts a worker whose loop is stuck: once its heartbeat is stale, within a few periods.
+    settings = ORDER.settings_class()(**{k.lower(): v for k, v in env.items() if k in ORDER.setting_names()})
+    assert settings.worker_heartbeat_interval() >= settings.worker_interval_seconds
+    annotations = worker["spec"]["template"]["metadata"]["annotations"]
+    assert annotations == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(port),
+        "prometheus.io/path": "/metrics",
+    }
+    # Two replicas (claims are leases, safe across processes), and a drain takes one at a time.
+    assert worker["spec"]["replicas"] == 2
+    assert worker["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pdb = get("PodDisruptionBudget", "order-worker")
+    assert pdb["spec"] == {"maxUnavailable": 1, "selector": worker["spec"]["selector"]}
+    assert selects(pdb["spec"]["selector"], pod_labels(worker))
+    assert not selects(pdb["spec"]["selector"], pod_labels(get("Deployment", "order-service")))
 
 
 # --- each service started as its Deployment and its migrate Job specify -----------------------------------------
 # The command, arguments and environment come from the manifests (ConfigMaps and Secrets resolved) and from the
 # image (its ENV). Changed, and why: DATABASE_URL → the test's database (SQLite, or PostgreSQL with
-# TEST_DATABASE_URL); PORT → a free port (probes follow, by port name); HOST → 127.0.0.1 (the container's
-# 0.0.0.0 would open the test server on every interface); INVENTORY_URL → that inventory; `python` → this venv's.
+# TEST_DATABASE_URL); PORT and WORKER_METRICS_PORT → free ports (probes follow, by port name); HOST → 127.0.0.1
+# (the container's 0.0.0.0 would open the test server on every interface); INVENTORY_URL → that inventory;
+# `python` → a venv of the test's own (_pod_venv), which carries a copy of the code and of the runtime packages
+# as an image does, so the pod user can read it wherever this clone lives (a private home directory, say).
 # Volumes are directories of the test's (emptyDir: empty; configMap: the ConfigMap's files) and settings naming
 # a mount path follow it to that directory. As root (CI), each process runs as the manifest's uid in its own
 # mount namespace with the root filesystem remounted read-only: only its emptyDir volumes (fresh tmpfs mounts)
@@ -428,22 +456,89 @@ _NO_CAPS = "--inh-caps=-all --bounding-set=-all"
 _READ_CAPS = "--inh-caps=-all,+dac_read_search --ambient-caps=+dac_read_search --bounding-set=-all,+dac_read_search"
 
 
-def _as_pod_user(caps: str, code: str) -> subprocess.CompletedProcess[str]:
+def _as_pod_user(caps: str, code: str, python: str) -> subprocess.CompletedProcess[str]:
     argv = ["setpriv", f"--reuid={APP_UID}", f"--regid={APP_UID}", "--clear-groups", *caps.split(), "--no-new-privs"]
-    return subprocess.run([*argv, "--", sys.executable, "-c", code], capture_output=True, text=True)
+    return subprocess.run([*argv, "--", python, "-c", code], capture_output=True, text=True)
 
 
-def _interpreter_caps() -> str:
+def _runtime_distributions() -> set[str]:
+    """The installed distributions the images install: both services' requirements and what they require."""
+    from importlib.metadata import distribution
+
+    from packaging.requirements import Requirement
+
+    found: set[str] = set()
+    pending = [
+        (Requirement(line), "")
+        for service in SERVICES
+        for line in (service.dir / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    while pending:
+        req, parent_extra = pending.pop()
+        if req.marker is not None and not req.marker.evaluate({"extra": parent_extra}):
+            continue
+        dist = distribution(req.name)
+        name = dist.metadata["Name"]
+        key = f"{name}[{','.join(sorted(req.extras))}]"
+        if key in found:
+            continue
+        found.add(key)
+        for extra in ["", *req.extras]:
+            pending += [(Requirement(r), extra) for r in dist.requires or []]
+    return {key.split("[")[0] for key in found}
+
+
+def _pod_venv(workdir: Path) -> str:
+    """A venv under `workdir` for the pods, as an image carries its own (/opt/venv): this interpreter's base,
+    the runtime packages (hard links where the file is world-readable, copies otherwise) and a copy of our three
+    packages, every directory 0755 and every copied file 0644. Returns its python."""
+    from importlib.metadata import distribution
+
+    venv = workdir / "venv"
+    subprocess.run([os.path.realpath(sys.executable), "-m", "venv", "--without-pip", str(venv)], check=True)
+    (site,) = venv.glob("lib/python*/site-packages")
+    for name in _runtime_distributions():
+        dist = distribution(name)
+        for file in dist.files or []:
+            source = Path(dist.locate_file(file))
+            if ".." in file.parts or not source.is_file():
+                continue  # scripts in bin/, and files the record names but pip did not keep
+            target = site / file
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                if source.stat().st_mode & 0o004 == 0:
+                    raise OSError("not world-readable: copy it")
+                os.link(source, target)
+            except OSError:
+                shutil.copyfile(source, target)
+                target.chmod(0o644)
+    for package in (
+        "service-common/service_common",
+        "inventory-service/inventory_service",
+        "order-service/order_service",
+    ):
+        shutil.copytree(ROOT / package, site / Path(package).name, ignore=shutil.ignore_patterns("__pycache__"))
+    for directory, _dirs, files in os.walk(venv):
+        os.chmod(directory, 0o755)  # noqa: S103 - the pod user reads the code, as in an image
+        for file in files:
+            path = Path(directory) / file
+            if not path.is_symlink() and path.stat().st_nlink == 1:
+                path.chmod(0o644 if not os.access(path, os.X_OK) else 0o755)
+    return str(venv / "bin" / "python")
+
+
+def _interpreter_caps(python: str) -> str:
     """The capabilities the pod user needs to run this interpreter as it is: none, unless Python lives where
     that user may not look (pyenv under root's 0700 home: it would then start on another stdlib). Then read
     and search only (CAP_DAC_READ_SEARCH): what the pod may write is unchanged, as the tests need."""
     code = "import sys; print(sys.base_prefix)"
-    if _as_pod_user(_NO_CAPS, code).stdout.strip() == sys.base_prefix:
+    if _as_pod_user(_NO_CAPS, code, python).stdout.strip() == sys.base_prefix:
         return _NO_CAPS
     return _READ_CAPS
 
 
-def _sandbox_problem() -> str | None:
+def _sandbox_problem(python: str) -> str | None:
     """Why pods cannot be sandboxed here (None: they can)."""
     for program in ("unshare", "setpriv", "mount"):
         if shutil.which(program) is None:
@@ -455,9 +550,9 @@ def _sandbox_problem() -> str | None:
     )
     if probe.stdout.strip() != "ok":
         return f"cannot make a mount namespace: {probe.stderr.strip()}"
-    readable = _as_pod_user(_interpreter_caps(), "import order_service, inventory_service")
+    readable = _as_pod_user(_interpreter_caps(python), "import order_service, inventory_service", python)
     if readable.returncode != 0:
-        return f"uid {APP_UID} cannot read the venv or the sources: {readable.stderr.strip()[-300:]}"
+        return f"uid {APP_UID} cannot read the pods' venv: {readable.stderr.strip()[-300:]}"
     return None
 
 
@@ -479,10 +574,11 @@ class Pod(Process):
 class Cluster:
     """Starts containers of the manifests in sandboxes under one work directory readable by the pod user."""
 
-    def __init__(self, workdir: Path, sandbox: bool) -> None:
+    def __init__(self, workdir: Path, sandbox: bool, python: str) -> None:
         self.workdir = workdir
         self.sandbox = sandbox
-        self.caps = _interpreter_caps() if sandbox else ""
+        self.python = python
+        self.caps = _interpreter_caps(python) if sandbox else ""
         self.writable: list[Path] = []
 
     def writable_dir(self, name: str) -> Path:
@@ -527,7 +623,7 @@ class Cluster:
                     env[key] = str(host) + value[len(mount["mountPath"]) :]
         command = command_of(container)
         assert command[0] == "python"
-        argv = [sys.executable, *command[1:]]
+        argv = [self.python, *command[1:]]
         if self.sandbox:
             sc = {**spec.get("securityContext", {}), **container.get("securityContext", {})}
             assert sc["readOnlyRootFilesystem"] and sc["runAsNonRoot"] and sc["runAsUser"] == APP_UID
@@ -537,7 +633,7 @@ class Cluster:
                 " ".join(map(str, tmpfs)), " ".join(map(str, self.writable)), " ".join(map(str, readonly)),
                 self.caps, *argv,
             ]  # fmt: skip
-        port = int(env["PORT"]) if command[-1] == "serve" else None
+        port = int(env["PORT"]) if command[-1] == "serve" else int(env.get("WORKER_METRICS_PORT") or 0) or None
         module = command[2]
         return Pod(module, command[-1], env, self.workdir / f"{name}.log", port, argv=argv)
 
@@ -563,12 +659,14 @@ def _answers(pod: Pod, workload: dict[str, Any], probe: str, status: int) -> boo
 def test_services_start_as_their_deployments_specify(kind: str) -> None:
     # As root: sandboxed (see _POD_SANDBOX). Not root: run as this non-root user, on a writable root.
     sandbox = os.geteuid() == 0
-    problem = _sandbox_problem() if sandbox else None
-    if problem:
-        pytest.skip(f"cannot run pods as uid {APP_UID} on a read-only root here: {problem}")
     workdir = Path(tempfile.mkdtemp(prefix="k8s-pods-"))
     os.chmod(workdir, 0o711)  # noqa: S103 - the pod user only traverses it, to its own directories
-    cluster = Cluster(workdir, sandbox)
+    python = _pod_venv(workdir)
+    problem = _sandbox_problem(python) if sandbox else None
+    if problem:
+        shutil.rmtree(workdir, ignore_errors=True)
+        pytest.skip(f"cannot run pods as uid {APP_UID} on a read-only root here: {problem}")
+    cluster = Cluster(workdir, sandbox, python)
     data = cluster.writable_dir("data")  # SQLite only; PostgreSQL is reached over the network
     inventory_db = Database(kind, data, "inventory")
     order_db = Database(kind, data, "orders")
@@ -603,8 +701,15 @@ def test_services_start_as_their_deployments_specify(kind: str) -> None:
             annotations = deploy["spec"]["template"]["metadata"]["annotations"]
             r = requests.get(f"{pod.url}{annotations['prometheus.io/path']}", timeout=5)
             assert r.status_code == 200 and "# TYPE" in r.text, r.text[:500]
-        worker = cluster.container(worker_deploy, order_env, "worker").start()
+        # The worker: its probes and scrape target on WORKER_METRICS_PORT (moved to a free port, by name).
+        worker_env = {**order_env, "WORKER_METRICS_PORT": str(free_port())}
+        worker = cluster.container(worker_deploy, worker_env, "worker").start()
         pods.append(worker)
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            wait_until(lambda p=probe: _answers(worker, worker_deploy, p, 200), what=f"the worker's {probe}")
+        annotations = worker_deploy["spec"]["template"]["metadata"]["annotations"]
+        r = requests.get(f"{worker.url}{annotations['prometheus.io/path']}", timeout=5)
+        assert r.status_code == 200 and "# TYPE" in r.text, r.text[:500]
 
         # Customer auth is on (CUSTOMER_AUTH=jwt, the key from the configMap volume): no token, 401; the admin
         # token from the tokens' Secret sees every order, and places one for the body's customer.
