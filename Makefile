@@ -33,7 +33,7 @@ clean:
 
 ## N (REPLICAS, default 3) replicas of each service on PostgreSQL behind HAProxy on 30000 / 5001.
 cluster: install
-	@command -v haproxy >/dev/null || { echo "make cluster needs HAProxy (apt-get install haproxy)"; exit 1; }
+	command -v haproxy || (apt-get update -qq && apt-get install -y -qq haproxy)
 	$(BIN)/python -m local.cluster
 
 ## Benchmarks against their ceilings (bench/, docs/performance.md): BENCH_ARGS=--quick | --full | --profile.
