@@ -116,7 +116,10 @@ for base in $bases $pg_image; do
 done
 
 # --- the images, from the Dockerfiles as they ship (compose.yaml names and tags them) ----------------------
-[ -x .venv/bin/python ] || make install >/dev/null
+if [ ! -x .venv/bin/python ]; then
+  say "make install (the checks use the project's venv: requests, pyyaml, kubectl)"
+  make install >"$workdir/install.log" 2>&1 || { tail -n 30 "$workdir/install.log" >&2; exit 1; }
+fi
 say "building the images"
 t0=$(date +%s)
 # The build stages tagged too: untagged, the prune below would drop them, and with them the layer cache of the

@@ -6,6 +6,8 @@ set -euo pipefail
 mirror=$1
 tag=${2:-postgres:17.6}
 here=$(cd "$(dirname "$0")" && pwd)
+# The engine's own client (docker.io), whatever else is earlier in PATH.
+docker() { if [ -x /usr/bin/docker ]; then /usr/bin/docker "$@"; else command docker "$@"; fi; }
 major=17
 
 work=$(mktemp -d)

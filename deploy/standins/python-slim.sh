@@ -6,6 +6,8 @@ set -euo pipefail
 mirror=$1
 tag=${2:-python:3.12-slim}
 here=$(cd "$(dirname "$0")" && pwd)
+# The engine's own client (docker.io), whatever else is earlier in PATH.
+docker() { if [ -x /usr/bin/docker ]; then /usr/bin/docker "$@"; else command docker "$@"; fi; }
 python=${PYTHON_312:-/root/.pyenv/versions/3.12.1}
 version=$("$python/bin/python3" -c 'import platform; print(platform.python_version())')
 case "$version" in 3.12.*) ;; *) echo "PYTHON_312=$python is Python $version, not 3.12" >&2; exit 1 ;; esac
