@@ -135,7 +135,7 @@ for image in order-service inventory-service; do
   tag=$(grep -o "image: $image:[^ ]*" compose.yaml | head -n 1 | cut -d' ' -f2)
   docker image inspect "$tag" >/dev/null || { echo "$image (${tag:-no tag in compose.yaml}) was not built" >&2; exit 1; }
 done
-say "images built in $(($(date +%s) - t0)) s: $(docker images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E '^(order|inventory)-service:' | tr '\n' ' ')"
+say "images built in $(($(date +%s) - t0)) s ($(grep -c 'Using cache' "$workdir/build.log") steps from the layer cache, $(grep -c '^Step' "$workdir/build.log") in all): $(docker images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E '^(order|inventory)-service:' | tr '\n' ' ')"
 
 # --- compose.yaml as it ships, up --wait; only the published ports move, and only when taken --------------
 port_taken() { ! python3 -c 'import socket, sys; socket.socket().bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null; }
