@@ -122,19 +122,31 @@ if [ ! -x .venv/bin/python ]; then
 fi
 say "building the images"
 t0=$(date +%s)
-# The build stages tagged too: untagged, the prune below would drop them, and with them the layer cache of the
-# wheels (each run would then download every requirement again).
-for service in inventory-service order-service; do
-  if ! docker build --target build -t "$project/$service:build-stage" -f "$service/Dockerfile" . >>"$workdir/build.log" 2>&1; then
-    tail -n 60 "$workdir/build.log" >&2
-    exit 1
+# Each image compose.yaml builds (its context, Dockerfile and tag), built with `docker build`: docker-compose's
+# own context archive changes from run to run, so the legacy builder's cache missed at the first COPY and every
+# requirement was downloaded again each time. The build stages are tagged too: untagged, the prune at the end
+# would drop them and with them the cached wheels.
+builds=$(compose config --format json | .venv/bin/python -c '
+import json, sys
+seen = set()
+for svc in json.load(sys.stdin)["services"].values():
+    if "build" in svc and svc["image"] not in seen:
+        seen.add(svc["image"])
+        print(svc["build"]["context"], svc["build"].get("dockerfile", "Dockerfile"), svc["image"])')
+[ -n "$builds" ] || { echo "compose.yaml builds no image" >&2; exit 1; }
+while read -r context dockerfile image; do
+  targets=("-t $image")
+  if grep -qi '^FROM .* AS build$' "$context/$dockerfile"; then
+    targets=("--target build -t $project/${image%%:*}:build-stage" "${targets[@]}")
   fi
-done
-if ! compose build >>"$workdir/build.log" 2>&1; then tail -n 60 "$workdir/build.log" >&2; exit 1; fi
-for image in order-service inventory-service; do
-  tag=$(grep -o "image: $image:[^ ]*" compose.yaml | head -n 1 | cut -d' ' -f2)
-  docker image inspect "$tag" >/dev/null || { echo "$image (${tag:-no tag in compose.yaml}) was not built" >&2; exit 1; }
-done
+  for target in "${targets[@]}"; do
+    # shellcheck disable=SC2086 # two words on purpose
+    if ! docker build $target -f "$context/$dockerfile" "$context" >>"$workdir/build.log" 2>&1; then
+      tail -n 60 "$workdir/build.log" >&2
+      exit 1
+    fi
+  done
+done <<<"$builds"
 say "images built in $(($(date +%s) - t0)) s ($(grep -c 'Using cache' "$workdir/build.log") steps from the layer cache, $(grep -c '^Step' "$workdir/build.log") in all): $(docker images --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep -E '^(order|inventory)-service:' | tr '\n' ' ')"
 
 # --- compose.yaml as it ships, up --wait; only the published ports move, and only when taken --------------
