@@ -15,7 +15,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from order_service.storage import STATES
+from order_service.domain import OrderStatus
 from service_common.storage import reading
 from tests.topology import ADMIN_TOKEN, SERVICE_TOKEN, Stack, stack
 
@@ -52,7 +52,7 @@ class Api:
         if self._order_db is not None:  # one query instead of one request per state
             with reading(self._order_db) as conn:
                 return int(conn.exec_driver_sql("SELECT count(*) FROM orders").scalar_one())
-        return sum(self.orders(status=state, limit=1)["total_count"] for state in STATES)
+        return sum(self.orders(status=state, limit=1)["total_count"] for state in OrderStatus)
 
     # orders
     def place(self, product_id: str, quantity: int, customer_id: str | None = None, **kw: Any) -> requests.Response:

@@ -38,12 +38,5 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         security_schemes={"serviceToken": SERVICE_SCHEME, "adminToken": ADMIN_SCHEME},
     )
     app.register_api(inventory_blueprint(engine, settings))
-    for model, limit in [
-        ("CheckRequest", settings.max_quantity),
-        ("ReserveRequest", settings.max_quantity),
-        ("CreateProductRequest", settings.max_restock),
-        ("RestockRequest", settings.max_restock),
-    ]:
-        app.document_limit(model, "quantity", maximum=limit)
     app.extensions["engine"] = engine
     return app

@@ -21,7 +21,7 @@ class StockCollector:
         available = GaugeMetricFamily("inventory_available_quantity", "Units available.", labels=["product_id"])
         reserved = GaugeMetricFamily("inventory_reserved_quantity", "Units held for orders.", labels=["product_id"])
         for product in storage.list_products(self.engine):
-            available.add_metric([product["product_id"]], product["available_quantity"])
-            reserved.add_metric([product["product_id"]], product["reserved_quantity"])
+            available.add_metric([product.product_id], product.available_quantity)
+            reserved.add_metric([product.product_id], product.reserved_quantity)
         yield available
         yield reserved

@@ -10,9 +10,10 @@ from flask_openapi3 import APIBlueprint, Tag
 from sqlalchemy.engine import Engine
 
 from inventory_service import schemas, storage
+from inventory_service.domain import ProductNotFound, ReservationNotFound
 from inventory_service.settings import Settings
 from service_common.auth import require_token
-from service_common.errors import ApiError, NotFound
+from service_common.domain import InvalidError
 from service_common.failpoints import FailPoints
 from service_common.jsonio import json_response
 from service_common.money import to_money
@@ -33,19 +34,14 @@ _SHADOWED_IDS = frozenset({"audit"})
 
 def _product_id(value: str) -> str:
     if not is_identifier(value):
-        raise NotFound(f"Product {value[:64]} not found.", "product_not_found")
+        raise ProductNotFound(value[:64])
     return value
-
-
-def _check_quantity(quantity: int, limit: int) -> None:
-    if quantity > limit:
-        raise ApiError(422, "validation_error", f"quantity: must be at most {limit}")
 
 
 def _price(value: float | int) -> Decimal:
     exact = Decimal(str(value))
     if exact != to_money(exact):
-        raise ApiError(422, "validation_error", "price: at most two decimal places")
+        raise InvalidError("price: at most two decimal places")
     return to_money(exact)
 
 
@@ -58,13 +54,13 @@ def inventory_blueprint(engine: Engine, settings: Settings) -> APIBlueprint:
 
         Every product with its price and stock, by product id.
         """
-        items = storage.list_products(engine)
+        items = [schemas.product_json(p) for p in storage.list_products(engine)]
         return json_response({"products": items, "total_products": len(items)})
 
     @bp.get("/inventory/<product_id>", tags=[_PRODUCTS], responses={200: schemas.Product, **errors({404: _NO_PRODUCT})})
     def get_product(path: schemas.ProductPath) -> Response:
         """Read a product"""
-        return json_response(storage.get_product(engine, _product_id(path.product_id)))
+        return json_response(schemas.product_json(storage.get_product(engine, _product_id(path.product_id))))
 
     @bp.post(
         "/inventory/check",
@@ -76,8 +72,7 @@ def inventory_blueprint(engine: Engine, settings: Settings) -> APIBlueprint:
 
         Whether `quantity` units are available now, and at what price. Holds nothing.
         """
-        _check_quantity(body.quantity, settings.max_quantity)
-        return json_response(storage.check(engine, body.product_id, body.quantity))
+        return json_response(schemas.check_json(storage.check(engine, body.product_id, body.quantity)))
 
     failpoints = FailPoints(settings.failpoints)
 
@@ -108,10 +103,9 @@ def inventory_blueprint(engine: Engine, settings: Settings) -> APIBlueprint:
         Moves `quantity` units of the product from available to reserved for `order_id`, at the current
         price, once: a retry with the same order, product and quantity answers the reservation again (200).
         """
-        _check_quantity(body.quantity, settings.max_quantity)
         result = storage.reserve(engine, body.order_id, body.product_id, body.quantity)
         failpoints.hit("inventory_after_reserve")  # committed, the answer not yet sent
-        return json_response(result.reservation, 201 if result.created else 200)
+        return json_response(schemas.reservation_json(result.reservation), 201 if result.created else 200)
 
     @bp.post(
         "/inventory/release",
@@ -137,7 +131,8 @@ def inventory_blueprint(engine: Engine, settings: Settings) -> APIBlueprint:
         reservation. An order that holds nothing is left a tombstone (`product_id` null), so a reserve still
         in flight for it can never hold stock later.
         """
-        return json_response(storage.release(engine, body.order_id, body.product_id, body.quantity))
+        reservation = storage.release(engine, body.order_id, body.product_id, body.quantity)
+        return json_response(schemas.reservation_json(reservation))
 
     @bp.post(
         "/inventory/commit",
@@ -161,7 +156,7 @@ def inventory_blueprint(engine: Engine, settings: Settings) -> APIBlueprint:
 
         The held units leave reserved for good. Committing again answers the committed reservation.
         """
-        return json_response(storage.commit(engine, body.order_id))
+        return json_response(schemas.reservation_json(storage.commit(engine, body.order_id)))
 
     @bp.get(
         "/inventory/reservations/<order_id>",
@@ -173,8 +168,8 @@ def inventory_blueprint(engine: Engine, settings: Settings) -> APIBlueprint:
     def get_reservation(path: schemas.OrderPath) -> Response:
         """Read an order's reservation (service or admin)"""
         if not is_identifier(path.order_id):
-            raise NotFound(f"No reservation for order {path.order_id[:64]}.", "reservation_not_found")
-        return json_response(storage.get_reservation(engine, path.order_id))
+            raise ReservationNotFound(path.order_id[:64])
+        return json_response(schemas.reservation_json(storage.get_reservation(engine, path.order_id)))
 
     @bp.get(
         "/inventory/audit",
@@ -189,9 +184,8 @@ def inventory_blueprint(engine: Engine, settings: Settings) -> APIBlueprint:
         Per product: the stock columns, the ledger's sums and the units in held reservations; and every
         reservation that holds or held stock. The Order Service's audit compares them with its orders.
         """
-        return json_response(
-            {"products": storage.stock_report(engine), "reservations": storage.list_reservations(engine)}
-        )
+        reservations = [schemas.reservation_summary_json(r) for r in storage.list_reservations(engine)]
+        return json_response({"products": storage.stock_report(engine), "reservations": reservations})
 
     @bp.post(
         "/inventory",
@@ -214,10 +208,9 @@ def inventory_blueprint(engine: Engine, settings: Settings) -> APIBlueprint:
     def create_product(body: schemas.CreateProductRequest) -> Response:
         """Create a product (admin)"""
         if body.product_id in _SHADOWED_IDS:
-            raise ApiError(422, "validation_error", f"product_id: {body.product_id!r} is a reserved path segment")
-        _check_quantity(body.quantity, settings.max_restock)
+            raise InvalidError(f"product_id: {body.product_id!r} is a reserved path segment")
         product = storage.create_product(engine, body.product_id, body.name, _price(body.price), body.quantity)
-        return json_response(product, 201)
+        return json_response(schemas.product_json(product), 201)
 
     @bp.patch(
         "/inventory/<product_id>",
@@ -242,14 +235,11 @@ def inventory_blueprint(engine: Engine, settings: Settings) -> APIBlueprint:
 
         Never changes stock. Orders already placed keep the price they were placed at.
         """
-        changes: dict[str, object] = {}
-        if body.name is not None:
-            changes["name"] = body.name
-        if body.price is not None:
-            changes["price"] = _price(body.price)
-        if not changes:
-            raise ApiError(422, "validation_error", "body: give name or price")
-        return json_response(storage.update_product(engine, _product_id(path.product_id), changes))
+        if body.name is None and body.price is None:
+            raise InvalidError("body: give name or price")
+        price = _price(body.price) if body.price is not None else None
+        product = storage.update_product(engine, _product_id(path.product_id), name=body.name, price=price)
+        return json_response(schemas.product_json(product))
 
     @bp.post(
         "/inventory/<product_id>/restock",
@@ -270,7 +260,7 @@ def inventory_blueprint(engine: Engine, settings: Settings) -> APIBlueprint:
     @require_token("admin")
     def restock(path: schemas.ProductPath, body: schemas.RestockRequest) -> Response:
         """Add stock to a product (admin)"""
-        _check_quantity(body.quantity, settings.max_restock)
-        return json_response(storage.restock(engine, _product_id(path.product_id), body.quantity))
+        product = storage.restock(engine, _product_id(path.product_id), body.quantity)
+        return json_response(schemas.product_json(product))
 
     return bp

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from inventory_service import domain
+from service_common.limits import AtMost, LimitedModel
 from service_common.money import Money, MoneyIn
 from service_common.openapi import Timestamp
 from service_common.parsing import Identifier
+from service_common.storage import rfc3339
 
 
-class Strict(BaseModel):
+class Strict(LimitedModel):
     # JSON types exactly as sent (no "2" for 2, no true for 1); unknown fields refused.
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
 Quantity = StrictInt
+# What one request may move, and what one restock (or a new product) may add: from the settings.
+Requested = Annotated[StrictInt, AtMost("max_quantity")]
+Restocked = Annotated[StrictInt, AtMost("max_restock")]
 
 
 # Path ids are any string: one that names nothing is answered 404, not 422.
@@ -32,7 +38,7 @@ class CheckRequest(Strict):
     model_config = ConfigDict(json_schema_extra={"example": {"product_id": "P001", "quantity": 2}})
 
     product_id: Identifier
-    quantity: Quantity = Field(ge=1, description="Units asked for; at most MAX_QUANTITY.")
+    quantity: Requested = Field(ge=1, description="Units asked for; at most MAX_QUANTITY.")
 
 
 # Examples name an order the order service will not reach in a test run, so tools that send them
@@ -44,7 +50,7 @@ class ReserveRequest(Strict):
 
     order_id: Identifier
     product_id: Identifier
-    quantity: Quantity = Field(ge=1, description="Units to hold; at most MAX_QUANTITY.")
+    quantity: Requested = Field(ge=1, description="Units to hold; at most MAX_QUANTITY.")
 
 
 class ReleaseRequest(Strict):
@@ -64,7 +70,7 @@ class CommitRequest(Strict):
 class RestockRequest(Strict):
     model_config = ConfigDict(json_schema_extra={"example": {"quantity": 25}})
 
-    quantity: Quantity = Field(ge=1, description="Units to add; at most MAX_RESTOCK.")
+    quantity: Restocked = Field(ge=1, description="Units to add; at most MAX_RESTOCK.")
 
 
 # Free text, but never U+0000: PostgreSQL text cannot hold it (a 500 there, stored on SQLite).
@@ -79,7 +85,7 @@ class CreateProductRequest(Strict):
     product_id: Identifier
     name: str = Field(min_length=1, max_length=200, pattern=_NO_NUL)
     price: MoneyIn
-    quantity: Quantity = Field(0, ge=0, description="Units in stock to begin with; at most MAX_RESTOCK.")
+    quantity: Restocked = Field(0, ge=0, description="Units in stock to begin with; at most MAX_RESTOCK.")
 
 
 class UpdateProductRequest(Strict):
@@ -139,3 +145,47 @@ class ReservationSummary(BaseModel):
 class StockAudit(BaseModel):
     products: dict[str, ProductStock]
     reservations: list[ReservationSummary]
+
+
+# --- rendering: the API's view of what storage returns, as the models above describe it ----------------------
+
+
+def product_json(product: domain.Product) -> dict[str, Any]:
+    return {
+        "product_id": product.product_id,
+        "name": product.name,
+        "price": product.price,
+        "available_quantity": product.available_quantity,
+        "reserved_quantity": product.reserved_quantity,
+    }
+
+
+def reservation_json(reservation: domain.Reservation) -> dict[str, Any]:
+    return {
+        "order_id": reservation.order_id,
+        "product_id": reservation.product_id,
+        "quantity": reservation.quantity,
+        "unit_price": reservation.unit_price,
+        "status": reservation.status.value,
+        "created_at": rfc3339(reservation.created_at),
+        "updated_at": rfc3339(reservation.updated_at),
+    }
+
+
+def reservation_summary_json(reservation: domain.Reservation) -> dict[str, Any]:
+    return {
+        "order_id": reservation.order_id,
+        "product_id": reservation.product_id,
+        "quantity": reservation.quantity,
+        "status": reservation.status.value,
+        "updated_at": rfc3339(reservation.updated_at),
+    }
+
+
+def check_json(result: domain.StockCheck) -> dict[str, Any]:
+    return {
+        "available": result.available,
+        "available_quantity": result.available_quantity,
+        "requested_quantity": result.requested_quantity,
+        "price": result.price,
+    }

@@ -8,24 +8,29 @@ the reservation's primary key, so it holds across any number of replicas.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from service_common.errors import Conflict, NotFound
-from service_common.storage import (
-    UTCDateTime,
-    big_id,
-    insert_ignoring_conflict,
-    reading,
-    rfc3339,
-    snapshot,
-    utcnow,
-    writing,
+from inventory_service.domain import (
+    InsufficientStock,
+    Product,
+    ProductExists,
+    ProductNotFound,
+    ProductStock,
+    Reservation,
+    ReservationCommitted,
+    ReservationMismatch,
+    ReservationNotFound,
+    ReservationReleased,
+    ReservationStatus,
+    Reserved,
+    StockCheck,
 )
+from service_common.storage import UTCDateTime, big_id, insert_ignoring_conflict, reading, snapshot, utcnow, writing
 
 metadata = sa.MetaData()
 
@@ -44,7 +49,8 @@ products = sa.Table(
     sa.CheckConstraint("price >= 0", name="price_not_negative"),
 )
 
-HELD, RELEASED, COMMITTED = "held", "released", "committed"
+# Enum members are bound as their values: psycopg would otherwise send a member's name.
+HELD, RELEASED, COMMITTED = (s.value for s in ReservationStatus)
 
 reservations = sa.Table(
     "reservations",
@@ -80,12 +86,6 @@ stock_ledger = sa.Table(
 )
 
 
-@dataclass(frozen=True)
-class ReserveResult:
-    reservation: dict[str, Any]
-    created: bool
-
-
 class _Conflicted(Exception):
     """Rolls back a stock take whose reservation key turned out to be taken already."""
 
@@ -93,61 +93,55 @@ class _Conflicted(Exception):
 # --- reads ---------------------------------------------------------------------------------------------------
 
 
-def product_json(row: Any) -> dict[str, Any]:
-    return {
-        "product_id": row.product_id,
-        "name": row.name,
-        "price": row.price,
-        "available_quantity": row.available_quantity,
-        "reserved_quantity": row.reserved_quantity,
-    }
+def _product(row: sa.Row[Any]) -> Product:
+    return Product(row.product_id, row.name, row.price, row.available_quantity, row.reserved_quantity)
 
 
-def reservation_json(row: Any) -> dict[str, Any]:
-    return {
-        "order_id": row.order_id,
-        "product_id": row.product_id,
-        "quantity": row.quantity,
-        "unit_price": row.unit_price,
-        "status": row.status,
-        "created_at": rfc3339(row.created_at),
-        "updated_at": rfc3339(row.updated_at),
-    }
+def _as_reservation(row: sa.Row[Any]) -> Reservation:
+    return Reservation(
+        row.order_id,
+        row.product_id,
+        row.quantity,
+        row.unit_price,
+        ReservationStatus(row.status),
+        row.created_at,
+        row.updated_at,
+    )
 
 
-def list_products(engine: Engine) -> list[dict[str, Any]]:
+def list_products(engine: Engine) -> list[Product]:
     with reading(engine) as conn:
         rows = conn.execute(sa.select(products).order_by(products.c.product_id)).all()
-    return [product_json(r) for r in rows]
+    return [_product(r) for r in rows]
 
 
-def get_product(engine: Engine, product_id: str) -> dict[str, Any]:
+def get_product(engine: Engine, product_id: str) -> Product:
     with reading(engine) as conn:
         row = conn.execute(sa.select(products).where(products.c.product_id == product_id)).first()
     if row is None:
-        raise NotFound(f"Product {product_id} not found.", "product_not_found")
-    return product_json(row)
+        raise ProductNotFound(product_id)
+    return _product(row)
 
 
-def get_reservation(engine: Engine, order_id: str) -> dict[str, Any]:
+def get_reservation(engine: Engine, order_id: str) -> Reservation:
     with reading(engine) as conn:
         row = _reservation(conn, order_id)
     if row is None:
-        raise NotFound(f"No reservation for order {order_id}.", "reservation_not_found")
-    return reservation_json(row)
+        raise ReservationNotFound(order_id)
+    return _as_reservation(row)
 
 
-def check(engine: Engine, product_id: str, quantity: int) -> dict[str, Any]:
+def check(engine: Engine, product_id: str, quantity: int) -> StockCheck:
     product = get_product(engine, product_id)
-    return {
-        "available": product["available_quantity"] >= quantity,
-        "available_quantity": product["available_quantity"],
-        "requested_quantity": quantity,
-        "price": product["price"],
-    }
+    return StockCheck(
+        available=product.available_quantity >= quantity,
+        available_quantity=product.available_quantity,
+        requested_quantity=quantity,
+        price=product.price,
+    )
 
 
-def _reservation(conn: Connection, order_id: str) -> Any:
+def _reservation(conn: Connection, order_id: str) -> sa.Row[Any] | None:
     return conn.execute(sa.select(reservations).where(reservations.c.order_id == order_id)).first()
 
 
@@ -172,7 +166,7 @@ def _ledger(conn: Connection, product_id: str, kind: str, available: int, reserv
     )
 
 
-def reserve(engine: Engine, order_id: str, product_id: str, quantity: int) -> ReserveResult:
+def reserve(engine: Engine, order_id: str, product_id: str, quantity: int) -> Reserved:
     """Hold `quantity` units for `order_id`, once. A retry with the same order is answered again."""
     now = utcnow()
     try:
@@ -204,7 +198,7 @@ def reserve(engine: Engine, order_id: str, product_id: str, quantity: int) -> Re
                 if row is None:
                     raise _Conflicted
                 _ledger(conn, product_id, "reserve", -quantity, quantity, order_id)
-                return ReserveResult(reservation_json(row), created=True)
+                return Reserved(_as_reservation(row), created=True)
     except _Conflicted:
         pass
     # Not taken: a replay of an earlier reserve, a tombstone, an unknown product, or not enough stock.
@@ -212,27 +206,20 @@ def reserve(engine: Engine, order_id: str, product_id: str, quantity: int) -> Re
         existing = _reservation(conn, order_id)
         if existing is None:
             if not _product_exists(conn, product_id):
-                raise NotFound(f"Product {product_id} not found.", "product_not_found")
+                raise ProductNotFound(product_id)
             available = conn.execute(
                 sa.select(products.c.available_quantity).where(products.c.product_id == product_id)
             ).scalar_one()
     if existing is None:
-        raise Conflict(
-            "insufficient_stock",
-            f"Only {available} units of {product_id} are available; {quantity} requested.",
-            available_quantity=available,
-            requested_quantity=quantity,
-        )
+        raise InsufficientStock(product_id, available, quantity)
     if existing.status == RELEASED:
-        raise Conflict("released", f"Order {order_id} was released; it can never hold stock again.")
+        raise ReservationReleased(f"Order {order_id} was released; it can never hold stock again.")
     if existing.product_id != product_id or existing.quantity != quantity:
-        raise Conflict("reservation_mismatch", f"Order {order_id} already holds a different reservation.")
-    return ReserveResult(reservation_json(existing), created=False)
+        raise ReservationMismatch(f"Order {order_id} already holds a different reservation.")
+    return Reserved(_as_reservation(existing), created=False)
 
 
-def release(
-    engine: Engine, order_id: str, product_id: str | None = None, quantity: int | None = None
-) -> dict[str, Any]:
+def release(engine: Engine, order_id: str, product_id: str | None = None, quantity: int | None = None) -> Reservation:
     """Make `order_id` hold nothing: release a held reservation exactly once, or leave a tombstone."""
     now = utcnow()
     with writing(engine) as conn:
@@ -244,14 +231,15 @@ def release(
                 .returning(*reservations.c)
             ).first()
             if tombstone is not None:
-                return reservation_json(tombstone)
+                return _as_reservation(tombstone)
             # A reserve committed in between: settle against what it wrote.
             existing = _reservation(conn, order_id)
+            assert existing is not None  # the insert conflicted on this very key
         _check_matches(existing, product_id, quantity)
         if existing.status == COMMITTED:
-            raise Conflict("committed", f"Order {order_id} was fulfilled; its stock is sold.")
+            raise ReservationCommitted(order_id)
         if existing.status == RELEASED:
-            return reservation_json(existing)
+            return _as_reservation(existing)
         released = conn.execute(
             reservations.update()
             .where(reservations.c.order_id == order_id, reservations.c.status == HELD)
@@ -259,13 +247,15 @@ def release(
             .returning(*reservations.c)
         ).first()
         if released is None:  # a concurrent release won; it returned the stock
-            return reservation_json(_reservation(conn, order_id))
+            again = _reservation(conn, order_id)
+            assert again is not None  # reservations are never deleted
+            return _as_reservation(again)
         _move_stock(conn, released.product_id, released.quantity, -released.quantity, now)
         _ledger(conn, released.product_id, "release", released.quantity, -released.quantity, order_id)
-        return reservation_json(released)
+        return _as_reservation(released)
 
 
-def commit(engine: Engine, order_id: str) -> dict[str, Any]:
+def commit(engine: Engine, order_id: str) -> Reservation:
     """Turn a held reservation into a sale: the units leave `reserved_quantity` for good."""
     now = utcnow()
     with writing(engine) as conn:
@@ -278,16 +268,16 @@ def commit(engine: Engine, order_id: str) -> dict[str, Any]:
         if done is not None:
             _move_stock(conn, done.product_id, 0, -done.quantity, now)
             _ledger(conn, done.product_id, "commit", 0, -done.quantity, order_id)
-            return reservation_json(done)
+            return _as_reservation(done)
         existing = _reservation(conn, order_id)
     if existing is None:
-        raise NotFound(f"No reservation for order {order_id}.", "reservation_not_found")
+        raise ReservationNotFound(order_id)
     if existing.status == RELEASED:
-        raise Conflict("released", f"Order {order_id} was released; there is nothing to commit.")
-    return reservation_json(existing)
+        raise ReservationReleased(f"Order {order_id} was released; there is nothing to commit.")
+    return _as_reservation(existing)
 
 
-def restock(engine: Engine, product_id: str, quantity: int) -> dict[str, Any]:
+def restock(engine: Engine, product_id: str, quantity: int) -> Product:
     now = utcnow()
     with writing(engine) as conn:
         row = conn.execute(
@@ -297,12 +287,12 @@ def restock(engine: Engine, product_id: str, quantity: int) -> dict[str, Any]:
             .returning(*products.c)
         ).first()
         if row is None:
-            raise NotFound(f"Product {product_id} not found.", "product_not_found")
+            raise ProductNotFound(product_id)
         _ledger(conn, product_id, "restock", quantity, 0, None)
-    return product_json(row)
+    return _product(row)
 
 
-def create_product(engine: Engine, product_id: str, name: str, price: Decimal, quantity: int) -> dict[str, Any]:
+def create_product(engine: Engine, product_id: str, name: str, price: Decimal, quantity: int) -> Product:
     now = utcnow()
     with writing(engine) as conn:
         row = conn.execute(
@@ -319,22 +309,24 @@ def create_product(engine: Engine, product_id: str, name: str, price: Decimal, q
             .returning(*products.c)
         ).first()
         if row is None:
-            raise Conflict("product_exists", f"Product {product_id} already exists.")
+            raise ProductExists(product_id)
         _ledger(conn, product_id, "initial", quantity, 0, None)
-    return product_json(row)
+    return _product(row)
 
 
-def update_product(engine: Engine, product_id: str, changes: dict[str, Any]) -> dict[str, Any]:
-    """Change name or price; never stock. Orders keep the price they were placed at."""
+def update_product(engine: Engine, product_id: str, *, name: str | None, price: Decimal | None) -> Product:
+    """Change name or price (those given); never stock. Orders keep the price they were placed at."""
+    changes: dict[str, Any] = {"name": name, "price": price}
     with writing(engine) as conn:
         query = products.update().where(products.c.product_id == product_id)
-        row = conn.execute(query.values(**changes, updated_at=utcnow()).returning(*products.c)).first()
+        values = {key: value for key, value in changes.items() if value is not None}
+        row = conn.execute(query.values(**values, updated_at=utcnow()).returning(*products.c)).first()
     if row is None:
-        raise NotFound(f"Product {product_id} not found.", "product_not_found")
-    return product_json(row)
+        raise ProductNotFound(product_id)
+    return _product(row)
 
 
-def _move_stock(conn: Connection, product_id: str, available: int, reserved: int, now: Any) -> None:
+def _move_stock(conn: Connection, product_id: str, available: int, reserved: int, now: dt.datetime) -> None:
     conn.execute(
         products.update()
         .where(products.c.product_id == product_id)
@@ -346,42 +338,27 @@ def _move_stock(conn: Connection, product_id: str, available: int, reserved: int
     )
 
 
-def _check_matches(existing: Any, product_id: str | None, quantity: int | None) -> None:
+def _check_matches(existing: sa.Row[Any], product_id: str | None, quantity: int | None) -> None:
     if existing.product_id is None:  # a tombstone holds nothing to compare
         return
     if (product_id is not None and product_id != existing.product_id) or (
         quantity is not None and quantity != existing.quantity
     ):
-        raise Conflict("reservation_mismatch", f"Order {existing.order_id} holds a different reservation.")
+        raise ReservationMismatch(f"Order {existing.order_id} holds a different reservation.")
 
 
 # --- audit ---------------------------------------------------------------------------------------------------
 
 
-def list_reservations(engine: Engine) -> list[dict[str, Any]]:
+def list_reservations(engine: Engine) -> list[Reservation]:
     """Every reservation that holds or held stock (tombstones left out), for the cross-service audit."""
-    query = sa.select(
-        reservations.c.order_id,
-        reservations.c.product_id,
-        reservations.c.quantity,
-        reservations.c.status,
-        reservations.c.updated_at,
-    ).where(reservations.c.product_id.is_not(None))
+    query = sa.select(reservations).where(reservations.c.product_id.is_not(None))
     with reading(engine) as conn:
         rows = conn.execute(query).all()
-    return [
-        {
-            "order_id": r.order_id,
-            "product_id": r.product_id,
-            "quantity": r.quantity,
-            "status": r.status,
-            "updated_at": rfc3339(r.updated_at),
-        }
-        for r in rows
-    ]
+    return [_as_reservation(r) for r in rows]
 
 
-def stock_report(engine: Engine) -> dict[str, Any]:
+def stock_report(engine: Engine) -> dict[str, ProductStock]:
     """Per product: stock columns, the ledger's sums, and the sum of held reservations, all as of one
     moment (a reserve committing between two of the reads would otherwise look like a leak)."""
     with snapshot(engine) as conn:
@@ -408,13 +385,13 @@ def stock_report(engine: Engine) -> dict[str, Any]:
         }
         rows = conn.execute(sa.select(products)).all()
     return {
-        r.product_id: {
-            "available_quantity": r.available_quantity,
-            "reserved_quantity": r.reserved_quantity,
-            "ledger_available": ledger.get(r.product_id, (0, 0, 0))[0],
-            "ledger_reserved": ledger.get(r.product_id, (0, 0, 0))[1],
-            "sold_quantity": ledger.get(r.product_id, (0, 0, 0))[2],
-            "held_reservations": held.get(r.product_id, 0),
-        }
+        r.product_id: ProductStock(
+            available_quantity=r.available_quantity,
+            reserved_quantity=r.reserved_quantity,
+            ledger_available=ledger.get(r.product_id, (0, 0, 0))[0],
+            ledger_reserved=ledger.get(r.product_id, (0, 0, 0))[1],
+            sold_quantity=ledger.get(r.product_id, (0, 0, 0))[2],
+            held_reservations=held.get(r.product_id, 0),
+        )
         for r in rows
     }

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flask_openapi3 import OpenAPI
 
 from order_service.settings import Settings
+
+if TYPE_CHECKING:
+    from order_service.inventory_client import Transport
+    from order_service.saga import OrderSaga
 
 SERVICE = "order-service"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -25,15 +30,18 @@ audit need the admin token.
 The [operator console](/console) (admin token) shows stock, orders and the saga's health through this API."""
 
 
-def create_saga(settings: Settings):  # type: ignore[no-untyped-def]
+def create_saga(settings: Settings, inventory_transport: Transport | None = None) -> OrderSaga:
+    """The saga over this settings' database and inventory (reached over HTTP unless a transport is given)."""
+    from order_service.answers import HttpAnswers
     from order_service.inventory_client import InventoryClient
     from order_service.saga import OrderSaga
     from service_common.storage import engine_for
 
-    return OrderSaga(engine_for(settings), InventoryClient(settings), settings)
+    inventory = InventoryClient(settings, inventory_transport)
+    return OrderSaga(engine_for(settings), inventory, settings, HttpAnswers())
 
 
-def create_app(settings: Settings | None = None) -> OpenAPI:
+def create_app(settings: Settings | None = None, inventory_transport: Transport | None = None) -> OpenAPI:
     from order_service.console import console_api_blueprint, register_console
     from order_service.routes import orders_blueprint
     from service_common.openapi import ADMIN_SCHEME, CUSTOMER_SCHEME
@@ -41,7 +49,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     from service_common.web import create_base_app
 
     settings = settings or Settings()
-    saga = create_saga(settings)
+    saga = create_saga(settings, inventory_transport)
     schemes = {"adminToken": ADMIN_SCHEME}
     if settings.customer_auth == "jwt":
         schemes["customerToken"] = CUSTOMER_SCHEME
@@ -56,6 +64,5 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     app.register_api(orders_blueprint(saga, settings))
     app.register_api(console_api_blueprint(saga.engine, saga.inventory, settings))
     register_console(app)
-    app.document_limit("CreateOrderRequest", "quantity", maximum=settings.max_quantity)
     app.extensions["saga"] = saga
     return app

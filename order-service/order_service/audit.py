@@ -14,11 +14,11 @@ import time
 from typing import Any
 
 from order_service import storage
+from order_service.domain import HOLDING, InventoryOutage, OrderStatus, OrderSummary, format_order_id
 from order_service.inventory_client import InventoryUnavailable
 from order_service.saga import OrderSaga
-from service_common.errors import Unavailable
+from service_common.storage import utcnow
 
-_HOLDING = (storage.PENDING, storage.CONFIRMED, storage.CANCELLING, storage.FULFILLING)
 _RECHECK_PAUSE = 0.5
 _REPORTED = 50
 
@@ -41,15 +41,13 @@ def audit(saga: OrderSaga) -> dict[str, Any]:
 
 
 def _look(saga: OrderSaga) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[str, int]]:
-    cutoff = storage.utcnow() - dt.timedelta(seconds=saga.settings.recovery_grace_seconds)
-    orders = {storage.format_order_id(o.id): o for o in storage.orders_for_audit(saga.engine)}
+    cutoff = utcnow() - dt.timedelta(seconds=saga.settings.recovery_grace_seconds)
+    orders = {format_order_id(o.id): o for o in storage.orders_for_audit(saga.engine)}
     try:
         report = saga.inventory.stock_report()
     except InventoryUnavailable as exc:
         # Not a fault of the audit: the same answer as any other request that needs inventory.
-        raise Unavailable(
-            "inventory_unavailable", "The inventory service is unavailable; retry the audit shortly.", retry_after=2
-        ) from exc
+        raise InventoryOutage("The inventory service is unavailable; retry the audit shortly.") from exc
     reservations = {r["order_id"]: r for r in report["reservations"]}
     found: dict[tuple[str, str], dict[str, Any]] = {}
 
@@ -62,18 +60,18 @@ def _look(saga: OrderSaga) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[
             in_flight += 1
             continue
         res = reservations.get(order_id)
-        if order.status == storage.CONFIRMED and not _matches(res, order, "held"):
+        if order.status == OrderStatus.CONFIRMED and not _matches(res, order, "held"):
             flag("confirmed_without_reservation", order_id, f"reservation: {_describe(res)}")
-        if order.status == storage.FULFILLED and not _matches(res, order, "committed"):
+        if order.status == OrderStatus.FULFILLED and not _matches(res, order, "committed"):
             flag("fulfilled_without_sale", order_id, f"reservation: {_describe(res)}")
     for order_id, res in reservations.items():
         if res["status"] != "held" or _recent(res["updated_at"], cutoff):
             continue
-        order = orders.get(order_id)
-        if order is None:
+        holder = orders.get(order_id)
+        if holder is None:
             flag("reservation_without_order", order_id, f"{res['quantity']} x {res['product_id']} held")
-        elif order.updated_at <= cutoff and order.status not in _HOLDING:
-            flag("stock_held_for_finished_order", order_id, f"order is {order.status}; stock still held")
+        elif holder.updated_at <= cutoff and holder.status not in HOLDING:
+            flag("stock_held_for_finished_order", order_id, f"order is {holder.status}; stock still held")
     for product_id, stock in report["products"].items():
         if stock["reserved_quantity"] != stock["held_reservations"]:
             flag(
@@ -95,7 +93,7 @@ def _look(saga: OrderSaga) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[
     return found, counts
 
 
-def _matches(res: dict[str, Any] | None, order: Any, status: str) -> bool:
+def _matches(res: dict[str, Any] | None, order: OrderSummary, status: str) -> bool:
     return (
         res is not None
         and res["status"] == status

@@ -5,7 +5,7 @@ breaker that fails fast while inventory is down."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import orjson
@@ -41,18 +41,44 @@ class InventoryRefused(Exception):
         self.code = code
         self.message = message
 
+    @property
+    def missing(self) -> bool:
+        """Inventory does not know what was named (the product)."""
+        return self.status == 404
+
+    @property
+    def rejects_order(self) -> bool:
+        """Inventory's decision on this order (404, 409), unlike a fault of ours (401: a token mismatch) or a
+        `released` tombstone (the worker already failed the order)."""
+        return self.status in (404, 409) and self.code != "released"
+
 
 class _Retryable(Exception):
     pass
 
 
+class Answer(Protocol):
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def data(self) -> bytes: ...
+
+
+class Transport(Protocol):
+    """What carries a call to inventory: urllib3's pool over sockets, or (the fast tests) the inventory app
+    itself in the same process. It raises urllib3's HTTPError when the call did not get through."""
+
+    def request(self, method: str, url: str, *, body: bytes | None, headers: dict[str, str]) -> Answer: ...
+
+
 class InventoryClient:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, transport: Transport | None = None) -> None:
         self._base = settings.inventory_url.rstrip("/")
         self._headers = {"Content-Type": "application/json"}
         if settings.service_token:
             self._headers["Authorization"] = f"Bearer {settings.service_token}"
-        self._pool = urllib3.PoolManager(
+        self._pool: Transport = transport or urllib3.PoolManager(
             num_pools=4,
             maxsize=max(settings.threads, 4),
             block=False,
@@ -132,7 +158,7 @@ class InventoryClient:
         # A metrics label: reserve, release, commit, reservations, audit, or the name given (never an id).
         operation = operation or path.split("/")[2]
         try:
-            result = self._guarded(method, path, body, operation, token, retry)
+            result: dict[str, Any] = self._guarded(method, path, body, operation, token, retry)  # untyped wrapper
         except CircuitBreakerError as exc:
             metrics.inventory_call(operation, "circuit_open")
             raise InventoryUnavailable("circuit open") from exc

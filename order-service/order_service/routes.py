@@ -3,18 +3,17 @@ audit need the admin token."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from flask import Response, g, request
+from flask import Response, g
 from flask_openapi3 import APIBlueprint, Tag
 
-from order_service import schemas, storage
+from order_service import answers, schemas, storage
 from order_service.audit import audit as run_audit
 from order_service.customers import Caller, CustomerAuth
-from order_service.saga import OrderRequest, OrderSaga, Outcome
+from order_service.domain import Order, OrderNotFound, parse_order_id
+from order_service.saga import OrderRequest, OrderSaga, Placement, Step
 from order_service.settings import Settings
 from service_common.auth import require_token
-from service_common.errors import ApiError, NotFound
+from service_common.errors import ApiError
 from service_common.jsonio import json_response
 from service_common.openapi import ADMIN, described, errors, operation_id
 from service_common.parsing import bodyless
@@ -26,16 +25,21 @@ _NO_ORDER = "No such order (`order_not_found`); with CUSTOMER_AUTH=jwt, also ano
 _PENDING = described("Order", "The order, while inventory has not confirmed the step yet; the worker finishes it.")
 
 
-def _answer(outcome: Outcome) -> Response:
-    if outcome.order_id:
-        g.order_id = outcome.order_id
-    return Response(outcome.body, status=outcome.status, headers=outcome.headers, mimetype="application/json")
+def _placed(placement: Placement) -> Response:
+    g.order_id = placement.order_id
+    return answers.response(placement.answer)
+
+
+def _stepped(step: Step) -> Response:
+    """200 with the order once final; 202 while inventory's step is still owed (the worker delivers it)."""
+    g.order_id = step.order.order_id
+    return json_response(schemas.order_json(step.order), 200 if step.done else 202)
 
 
 def _number(order_id: str) -> int:
-    number = storage.parse_order_id(order_id)
+    number = parse_order_id(order_id)
     if number is None:
-        raise NotFound(f"Order {order_id[:64]} not found.", "order_not_found")
+        raise OrderNotFound(order_id[:64])
     g.order_id = order_id
     return number
 
@@ -45,8 +49,8 @@ def _caller() -> Caller:
     return caller
 
 
-def _idempotency_key() -> str | None:
-    key = request.headers.get("Idempotency-Key")
+def _idempotency_key(key: str | None) -> str | None:
+    """The Idempotency-Key header, checked after the body (400, not the header model's 422)."""
     if key is None:
         return None
     if not (1 <= len(key) <= 255 and key.isascii() and key.isprintable()):
@@ -65,11 +69,11 @@ def orders_blueprint(saga: OrderSaga, settings: Settings) -> APIBlueprint:
     # A caller's 401 comes before their body is looked at.
     bp.before_request(lambda: setattr(g, "caller", customers.caller()))
 
-    def visible_order(order_id: str) -> Any:
+    def visible_order(order_id: str) -> Order:
         """The order, if this caller may see it; others' orders are answered as not found."""
         row = storage.get_order(engine, _number(order_id))
         if row is None or not _caller().may_see(row.customer_id):
-            raise NotFound(f"Order {order_id} not found.", "order_not_found")
+            raise OrderNotFound(order_id)
         return row
 
     @bp.post(
@@ -102,13 +106,11 @@ def orders_blueprint(saga: OrderSaga, settings: Settings) -> APIBlueprint:
         With an Idempotency-Key, a retry with the same body is answered the original status and body
         without reserving again; keys are remembered for 24 h.
         """
-        if body.quantity > settings.max_quantity:
-            raise ApiError(422, "validation_error", f"quantity: must be at most {settings.max_quantity}")
-        key = _idempotency_key()
+        key = _idempotency_key(header.idempotency_key)
         caller = _caller()
         # An authenticated customer is who their token says, whatever the body claims.
         order = OrderRequest(body.product_id, body.quantity, caller.customer_id or body.customer_id)
-        return _answer(saga.place(order, (caller.idempotency_scope, key) if key else None))
+        return _placed(saga.place(order, (caller.idempotency_scope, key) if key else None))
 
     @bp.get(
         "/orders",
@@ -131,7 +133,7 @@ def orders_blueprint(saga: OrderSaga, settings: Settings) -> APIBlueprint:
         rows, total = storage.list_orders(
             engine, limit=query.limit, offset=query.offset, customer_id=own or query.customer_id, status=query.status
         )
-        return json_response({"orders": [storage.order_json(r) for r in rows], "total_count": total})
+        return json_response({"orders": [schemas.order_json(r) for r in rows], "total_count": total})
 
     @bp.get(
         "/orders/<order_id>",
@@ -141,7 +143,7 @@ def orders_blueprint(saga: OrderSaga, settings: Settings) -> APIBlueprint:
     )
     def get_order(path: schemas.OrderPath) -> Response:
         """Read an order"""
-        return json_response(storage.order_json(visible_order(path.order_id)))
+        return json_response(schemas.order_json(visible_order(path.order_id)))
 
     @bp.delete(
         "/orders/<order_id>",
@@ -167,7 +169,7 @@ def orders_blueprint(saga: OrderSaga, settings: Settings) -> APIBlueprint:
         has not confirmed the release it is `cancelling` (202). Cancelling again answers the same. The
         order stays readable afterwards: a cancelled order is kept, not deleted.
         """
-        return _answer(saga.cancel(visible_order(path.order_id).id))
+        return _stepped(saga.cancel(visible_order(path.order_id).id))
 
     @bp.post(
         "/orders/<order_id>/fulfil",
@@ -195,7 +197,7 @@ def orders_blueprint(saga: OrderSaga, settings: Settings) -> APIBlueprint:
         inventory has not confirmed the commit it is `fulfilling` (202). Fulfilling again answers the same.
         Takes no body.
         """
-        return _answer(saga.fulfil(_number(path.order_id)))
+        return _stepped(saga.fulfil(_number(path.order_id)))
 
     @bp.get(
         "/admin/audit",

@@ -16,35 +16,73 @@ import datetime as dt
 import hashlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Any
+from typing import Protocol
 
+import orjson
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from order_service import metrics, storage
+from order_service.domain import (
+    IdempotencyInProgress,
+    IdempotencyKeyReused,
+    InventoryOutage,
+    NotCancellable,
+    NotFulfillable,
+    Order,
+    OrderNotFound,
+    OrderStatus,
+    ProductNotFound,
+    ReservationRefused,
+    format_order_id,
+)
 from order_service.inventory_client import InventoryClient, InventoryRefused, InventoryUnavailable
 from order_service.settings import Settings
-from service_common.errors import ApiError, Conflict, NotFound, error_body
+from service_common.domain import DomainError
 from service_common.failpoints import FailPoints
-from service_common.jsonio import dumps
 from service_common.money import to_money
+from service_common.storage import utcnow
 
 log = logging.getLogger(__name__)
 
-_RETRY_AFTER = "2"
-_UNAVAILABLE = error_body("inventory_unavailable", "The inventory service is unavailable; retry shortly.")
+PENDING, CONFIRMED, FAILING, FAILED = (
+    OrderStatus.PENDING,
+    OrderStatus.CONFIRMED,
+    OrderStatus.FAILING,
+    OrderStatus.FAILED,
+)
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """What to answer: a status and a JSON body already encoded (replays answer the stored bytes)."""
+class Answer:
+    """What placing an order was answered, as stored with it: replays answer these bytes again."""
 
     status: int
     body: bytes
-    headers: dict[str, str]
-    order_id: str | None = None
+
+
+class Answers(Protocol):
+    """How the saga's decisions on a new order are said to its client (order_service.answers)."""
+
+    def placed(self, order: Order) -> Answer: ...
+
+    def refused(self, refusal: DomainError) -> Answer: ...
+
+
+@dataclass(frozen=True)
+class Placement:
+    order_id: str
+    answer: Answer
+
+
+@dataclass(frozen=True)
+class Step:
+    """Where a cancel or fulfil left the order: done once final, else the worker still owes inventory's step."""
+
+    order: Order
+    done: bool
 
 
 @dataclass(frozen=True)
@@ -54,24 +92,27 @@ class OrderRequest:
     customer_id: str
 
     def fingerprint(self) -> str:
-        canonical = dumps({"customer_id": self.customer_id, "product_id": self.product_id, "quantity": self.quantity})
+        canonical = orjson.dumps(
+            {"customer_id": self.customer_id, "product_id": self.product_id, "quantity": self.quantity}
+        )
         return hashlib.sha256(canonical).hexdigest()
 
 
 class OrderSaga:
-    def __init__(self, engine: Engine, inventory: InventoryClient, settings: Settings) -> None:
+    def __init__(self, engine: Engine, inventory: InventoryClient, settings: Settings, answers: Answers) -> None:
         self.engine = engine
         self.inventory = inventory
         self.settings = settings
+        self.answers = answers
         self.failpoints = FailPoints(settings.failpoints)
 
     # --- placing an order ------------------------------------------------------------------------------------
 
-    def place(self, request: OrderRequest, idempotency: tuple[str, str] | None) -> Outcome:
+    def place(self, request: OrderRequest, idempotency: tuple[str, str] | None) -> Placement:
         key = (*idempotency, request.fingerprint()) if idempotency else None
         if key is not None:
             existing = storage.find_by_key(self.engine, key[0], key[1])
-            if existing is not None and existing.key_expires_at > storage.utcnow():
+            if existing is not None and existing.key_expires_at is not None and existing.key_expires_at > utcnow():
                 return self._replay(existing, key[2])
         try:
             order = storage.create_pending(
@@ -87,70 +128,74 @@ class OrderSaga:
             assert key is not None
             existing = storage.find_by_key(self.engine, key[0], key[1])
             if existing is None:
-                raise ApiError(409, "in_progress", "A request with this Idempotency-Key is in progress.") from None
+                raise IdempotencyInProgress("A request with this Idempotency-Key is in progress.") from None
             return self._replay(existing, key[2])
         self.failpoints.hit("after_pending")
-        order_id = storage.format_order_id(order.id)
         try:
-            reservation = self.inventory.reserve(order_id, request.product_id, request.quantity)
+            reservation = self.inventory.reserve(order.order_id, request.product_id, request.quantity)
         except InventoryRefused as exc:
-            # 404/409 are inventory's decision on this order; anything else (401: a token mismatch)
-            # is a fault of ours that the client cannot fix. A `released` answer means the worker
-            # already failed this order and left a tombstone.
-            if exc.status not in (404, 409) or exc.code == "released":
-                log.error("reserve refused", extra={"fields": {"order_id": order_id, "reason": str(exc)}})
+            # A refusal that is not inventory's decision on this order (401: a token mismatch) is a fault
+            # of ours the client cannot fix; a `released` one means the worker already failed this order.
+            if not exc.rejects_order:
+                log.error("reserve refused", extra={"fields": {"order_id": order.order_id, "reason": str(exc)}})
                 return self._fail(order)
             return self._reject(order, exc)
         except InventoryUnavailable as exc:
-            log.warning("reserve failed", extra={"fields": {"order_id": order_id, "reason": str(exc)}})
+            log.warning("reserve failed", extra={"fields": {"order_id": order.order_id, "reason": str(exc)}})
             return self._fail(order)
         self.failpoints.hit("after_reserve")
-        return self._confirm(order, to_money(Decimal(str(reservation["unit_price"]))))
+        confirmed = self._confirm(order, to_money(Decimal(str(reservation["unit_price"]))))
+        return self._placement(confirmed) if confirmed is not None else self._settled_elsewhere(order.id)
 
-    def _confirm(self, order: Any, unit_price: Decimal) -> Outcome:
+    def _confirm(self, order: Order, unit_price: Decimal) -> Order | None:
+        """pending → confirmed with its prices and its answer; None when the worker settled it first."""
         values = storage.priced(unit_price, order.quantity)
-        body = dumps(storage.order_json({**order._mapping, "status": storage.CONFIRMED, **values}))
+        priced = replace(order, status=CONFIRMED, unit_price=values["unit_price"], total_price=values["total_price"])
+        answer = self.answers.placed(priced)
         row = storage.transition(
             self.engine,
             order.id,
-            storage.PENDING,
-            storage.CONFIRMED,
-            response_status=201,
-            response_body=body.decode(),
+            PENDING,
+            CONFIRMED,
+            response_status=answer.status,
+            response_body=answer.body.decode(),
             **values,
         )
-        if row is None:
-            return self._settled_elsewhere(order.id)
-        metrics.saga_outcome("confirmed")
-        return Outcome(201, body, {}, storage.format_order_id(order.id))
+        if row is not None:
+            metrics.saga_outcome("confirmed")
+        return row
 
-    def _reject(self, order: Any, refusal: InventoryRefused) -> Outcome:
-        status = 404 if refusal.status == 404 else 409
-        body = dumps(error_body(refusal.code, refusal.message))
+    def _reject(self, order: Order, refusal: InventoryRefused) -> Placement:
+        reason: DomainError = (
+            ProductNotFound(refusal.message, code=refusal.code)
+            if refusal.missing
+            else ReservationRefused(refusal.message, code=refusal.code)
+        )
+        answer = self.answers.refused(reason)
         row = storage.transition(
             self.engine,
             order.id,
-            storage.PENDING,
-            storage.REJECTED,
-            response_status=status,
-            response_body=body.decode(),
+            PENDING,
+            OrderStatus.REJECTED,
+            response_status=answer.status,
+            response_body=answer.body.decode(),
         )
         if row is None:
             return self._settled_elsewhere(order.id)
         metrics.saga_outcome("rejected")
-        return Outcome(status, body, {}, storage.format_order_id(order.id))
+        return self._placement(row)
 
-    def _fail(self, order: Any) -> Outcome:
+    def _fail(self, order: Order) -> Placement:
         """Record the decision to fail before answering, then undo whatever inventory may hold."""
-        body = dumps(_UNAVAILABLE)
+        answer = self.answers.refused(InventoryOutage())
         # The key is let go: a retry with it is a new attempt, not a replay of an outage.
         row = storage.transition(
             self.engine,
             order.id,
-            storage.PENDING,
-            storage.FAILING,
-            response_status=503,
-            response_body=body.decode(),
+            PENDING,
+            FAILING,
+            response_status=answer.status,
+            response_body=answer.body.decode(),
             idempotency_scope=None,
             idempotency_key=None,
         )
@@ -159,113 +204,113 @@ class OrderSaga:
         metrics.saga_outcome("failed")
         self.failpoints.hit("after_failing")
         self.finish_failing(row)
-        return Outcome(503, body, {"Retry-After": _RETRY_AFTER}, storage.format_order_id(order.id))
+        return self._placement(row)
 
-    def finish_failing(self, order: Any) -> bool:
+    def finish_failing(self, order: Order) -> bool:
         """failing → failed once inventory confirms the order holds nothing."""
-        order_id = storage.format_order_id(order.id)
         try:
-            self.inventory.release(order_id)
+            self.inventory.release(order.order_id)
         except (InventoryUnavailable, InventoryRefused) as exc:
             log.warning(
-                "release of failed order deferred", extra={"fields": {"order_id": order_id, "reason": str(exc)}}
+                "release of failed order deferred",
+                extra={"fields": {"order_id": order.order_id, "reason": str(exc)}},
             )
             return False
-        return storage.transition(self.engine, order.id, storage.FAILING, storage.FAILED) is not None
+        return storage.transition(self.engine, order.id, FAILING, FAILED) is not None
 
-    def _settled_elsewhere(self, number: int) -> Outcome:
+    def _settled_elsewhere(self, number: int) -> Placement:
         """The worker moved the order first (only after the grace period): answer what it decided."""
-        row = storage.get_order(self.engine, number)
-        return self._stored_answer(row)
+        return self._placement(self._existing(number))
 
-    def _stored_answer(self, row: Any) -> Outcome:
-        headers = {"Retry-After": _RETRY_AFTER} if row.response_status == 503 else {}
-        if row.response_body is not None:
-            return Outcome(row.response_status, row.response_body.encode(), headers, storage.format_order_id(row.id))
-        return Outcome(201, dumps(storage.order_json(row)), {}, storage.format_order_id(row.id))
+    def _placement(self, order: Order) -> Placement:
+        """The answer stored with the order (one placed before answers were stored: the order itself)."""
+        if order.response_status is not None and order.response_body is not None:
+            return Placement(order.order_id, Answer(order.response_status, order.response_body.encode()))
+        return Placement(order.order_id, self.answers.placed(order))
 
-    def _replay(self, existing: Any, fingerprint: str) -> Outcome:
+    def _replay(self, existing: Order, fingerprint: str) -> Placement:
         if existing.request_fingerprint != fingerprint:
-            raise ApiError(
-                422, "idempotency_key_reused", "This Idempotency-Key was used with a different request body."
-            )
+            raise IdempotencyKeyReused
         deadline = time.monotonic() + self.settings.idempotency_wait_seconds
         row = existing
         while row.response_status is None:
             if time.monotonic() >= deadline:
-                raise ApiError(
-                    409,
-                    "in_progress",
-                    "A request with this Idempotency-Key is still in progress; retry shortly.",
-                    headers={"Retry-After": "1"},
+                raise IdempotencyInProgress(
+                    "A request with this Idempotency-Key is still in progress; retry shortly.", retry_after=1
                 )
             time.sleep(0.05)
-            row = storage.get_order(self.engine, existing.id)
-        return self._stored_answer(row)
+            row = self._existing(existing.id)
+        return self._placement(row)
 
-    # --- cancelling ------------------------------------------------------------------------------------------
+    # --- cancelling and fulfilling ---------------------------------------------------------------------------
 
-    def cancel(self, number: int) -> Outcome:
-        return self._two_step(number, storage.CANCELLING, storage.CANCELLED, "not_cancellable", "after_cancelling")
+    def cancel(self, number: int) -> Step:
+        return self._two_step(number, OrderStatus.CANCELLING, OrderStatus.CANCELLED, NotCancellable, "after_cancelling")
 
-    def fulfil(self, number: int) -> Outcome:
-        return self._two_step(number, storage.FULFILLING, storage.FULFILLED, "not_fulfillable", None)
+    def fulfil(self, number: int) -> Step:
+        return self._two_step(number, OrderStatus.FULFILLING, OrderStatus.FULFILLED, NotFulfillable, None)
 
-    def _two_step(self, number: int, middle: str, final: str, refusal: str, failpoint: str | None) -> Outcome:
+    def _two_step(
+        self,
+        number: int,
+        middle: OrderStatus,
+        final: OrderStatus,
+        refusal: type[NotCancellable | NotFulfillable],
+        failpoint: str | None,
+    ) -> Step:
         """confirmed → middle (only one request wins) → the inventory step → final.
 
-        200 with the order once final; 202 while the inventory step is still owed (the worker delivers it).
+        Done once final; not done while the inventory step is still owed (the worker delivers it).
         """
-        row = storage.transition(self.engine, number, storage.CONFIRMED, middle)
+        row = storage.transition(self.engine, number, CONFIRMED, middle)
         if row is None:
             current = self._existing(number)
             if current.status == final:
-                return self._order(200, current)
+                return Step(current, done=True)
             if current.status == middle:
-                return self._order(202, current)
-            raise Conflict(refusal, f"Order {storage.format_order_id(number)} is {current.status}.")
+                return Step(current, done=False)
+            raise refusal(current)
         if failpoint:
             self.failpoints.hit(failpoint)
         done = self.finish(row)
-        return self._order(202, row) if done is None else self._order(200, done)
+        return Step(row, done=False) if done is None else Step(done, done=True)
 
-    def finish(self, order: Any) -> Any:
+    def finish(self, order: Order) -> Order | None:
         """Deliver the inventory step a cancelling or fulfilling order still owes, then make it final.
 
-        The order row as it ends, or None when inventory could not take the step now.
+        The order as it ends, or None when inventory could not take the step now.
         """
-        order_id = storage.format_order_id(order.id)
-        if order.status == storage.CANCELLING:
-            step, final, stamp = "release", storage.CANCELLED, "cancelled_at"
-        else:
-            step, final, stamp = "commit", storage.FULFILLED, "fulfilled_at"
         try:
-            if step == "release":
-                self.inventory.release(order_id, order.product_id, order.quantity)
+            if order.status == OrderStatus.CANCELLING:
+                self.inventory.release(order.order_id, order.product_id, order.quantity)
             else:
-                self.inventory.commit(order_id)
+                self.inventory.commit(order.order_id)
         except (InventoryUnavailable, InventoryRefused) as exc:
-            log.warning(f"{step} deferred", extra={"fields": {"order_id": order_id, "reason": str(exc)}})
+            step = "release" if order.status == OrderStatus.CANCELLING else "commit"
+            log.warning(f"{step} deferred", extra={"fields": {"order_id": order.order_id, "reason": str(exc)}})
             return None
-        done = storage.transition(self.engine, order.id, order.status, final, **{stamp: storage.utcnow()})
+        now = utcnow()
+        if order.status == OrderStatus.CANCELLING:
+            done = storage.transition(self.engine, order.id, order.status, OrderStatus.CANCELLED, cancelled_at=now)
+        else:
+            done = storage.transition(self.engine, order.id, order.status, OrderStatus.FULFILLED, fulfilled_at=now)
         if done is not None:
-            metrics.saga_outcome(final)
-        return done or storage.get_order(self.engine, order.id)
+            metrics.saga_outcome(done.status.value)
+        return done or self._existing(order.id)
 
     # --- recovery --------------------------------------------------------------------------------------------
 
-    def resolve_pending(self, order: Any) -> str:
+    def resolve_pending(self, order: Order) -> str:
         """A request left this order pending: confirm it if inventory holds a matching reservation, else fail it."""
-        order_id = storage.format_order_id(order.id)
-        reservation = self.inventory.reservation(order_id)
+        reservation = self.inventory.reservation(order.order_id)
         if (
             reservation is not None
             and reservation["status"] == "held"
             and reservation["product_id"] == order.product_id
             and reservation["quantity"] == order.quantity
         ):
-            outcome = self._confirm(order, to_money(Decimal(str(reservation["unit_price"]))))
-            return "confirmed" if outcome.status == 201 else "skipped"
+            confirmed = self._confirm(order, to_money(Decimal(str(reservation["unit_price"]))))
+            return "confirmed" if confirmed is not None else "skipped"
         # Nothing held (or something else held): fail it; the release leaves a tombstone so a reserve
         # still in flight can never hold stock for it later.
         self._fail(order)
@@ -273,12 +318,8 @@ class OrderSaga:
 
     # --- helpers ---------------------------------------------------------------------------------------------
 
-    def _existing(self, number: int) -> Any:
+    def _existing(self, number: int) -> Order:
         row = storage.get_order(self.engine, number)
         if row is None:
-            raise NotFound(f"Order {storage.format_order_id(number)} not found.", "order_not_found")
+            raise OrderNotFound(format_order_id(number))
         return row
-
-    @staticmethod
-    def _order(status: int, row: Any) -> Outcome:
-        return Outcome(status, dumps(storage.order_json(row)), {}, storage.format_order_id(row.id))

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, WithJsonSchema
 
-from order_service.storage import STATES
+from order_service.domain import Order as OrderRow
+from order_service.domain import OrderStatus
+from service_common.limits import AtMost, LimitedModel
 from service_common.money import Money
 from service_common.openapi import Timestamp
 from service_common.parsing import Identifier
+from service_common.storage import rfc3339
 
-Status = Literal[STATES]  # type: ignore[valid-type]
+# Documented inline as a string enum, as a Literal would be.
+Status = Annotated[OrderStatus, WithJsonSchema({"enum": [s.value for s in OrderStatus], "type": "string"})]
 
 
-class CreateOrderRequest(BaseModel):
+class CreateOrderRequest(LimitedModel):
     # JSON types exactly as sent (no "2" for 2, no true for 1); unknown fields refused.
     model_config = ConfigDict(
         strict=True,
@@ -24,7 +28,9 @@ class CreateOrderRequest(BaseModel):
     )
 
     product_id: Identifier
-    quantity: StrictInt = Field(ge=1, description="Units to order; at most MAX_QUANTITY (10000 by default).")
+    quantity: Annotated[StrictInt, AtMost("max_quantity")] = Field(
+        ge=1, description="Units to order; at most MAX_QUANTITY."
+    )
     customer_id: Identifier = Field("guest", description='Who orders; "guest" when not given.')
 
 
@@ -40,18 +46,27 @@ class OrderQuery(BaseModel):
     # Bounded by what the databases' OFFSET takes (a signed 64-bit integer); past the end a page is empty.
     offset: int = Field(0, ge=0, le=2**63 - 1, description="Orders to skip, newest first.")
     customer_id: Identifier | None = Field(None, description="Only this customer's orders.")
-    status: Status | None = Field(None, description="Only orders in this state (refused ones included).")
+    status: Status | None = Field(
+        None, title="Status", description="Only orders in this state (refused ones included)."
+    )
 
 
-# The key is checked by the route (400 invalid_idempotency_key, not 422); the document says what it takes.
+# The key is checked by the route after the body (400 invalid_idempotency_key, not 422); the document says
+# what it takes.
 _IdempotencyKey = Annotated[
     str | None, WithJsonSchema({"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[ -~]+$"})
 ]
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    # Optional, but never null: a header is there or it is not.
+    schema.pop("default", None)
+
+
 class IdempotencyHeader(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
+    # The cache wrapper hides the signature it keeps (any arguments, passed on), hence the ignore.
     @classmethod
     @functools.cache
     def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:  # type: ignore[override]
@@ -64,8 +79,7 @@ class IdempotencyHeader(BaseModel):
         alias="Idempotency-Key",
         description="1-255 printable ASCII characters. A retry with the same key and body is answered the "
         "first answer again, without placing another order; the same key with another body is refused (422).",
-        # Optional, but never null: a header is there or it is not.
-        json_schema_extra=lambda schema: schema.pop("default", None),
+        json_schema_extra=_no_default,
     )
 
 
@@ -89,12 +103,31 @@ class Order(BaseModel):
     product_id: str
     quantity: int
     customer_id: str
-    status: Status
+    status: Status = Field(title="Status")
     unit_price: Money | None
     total_price: Money | None
     created_at: Timestamp = Field(description="UTC, RFC 3339.")
     cancelled_at: Timestamp | None = Field(None, description="Present once cancelled.")
     fulfilled_at: Timestamp | None = Field(None, description="Present once fulfilled.")
+
+
+def order_json(order: OrderRow) -> dict[str, Any]:
+    """The API's view of an order (the Order model's fields)."""
+    body: dict[str, Any] = {
+        "order_id": order.order_id,
+        "product_id": order.product_id,
+        "quantity": order.quantity,
+        "customer_id": order.customer_id,
+        "status": order.status.value,
+        "unit_price": order.unit_price,
+        "total_price": order.total_price,
+        "created_at": rfc3339(order.created_at),
+    }
+    if order.cancelled_at is not None:
+        body["cancelled_at"] = rfc3339(order.cancelled_at)
+    if order.fulfilled_at is not None:
+        body["fulfilled_at"] = rfc3339(order.fulfilled_at)
+    return body
 
 
 class OrderList(BaseModel):

@@ -4,26 +4,17 @@ state it expects, so exactly one request or worker wins each step, across any nu
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
-from service_common.storage import UTCDateTime, big_id, reading, rfc3339, utcnow, writing
+from order_service.domain import LISTED, UNFINISHED, Order, OrderStatus, OrderSummary
+from service_common.storage import UTCDateTime, big_id, reading, utcnow, writing
 
 metadata = sa.MetaData()
-
-PENDING, CONFIRMED, REJECTED, FAILING, FAILED = "pending", "confirmed", "rejected", "failing", "failed"
-CANCELLING, CANCELLED, FULFILLING, FULFILLED = "cancelling", "cancelled", "fulfilling", "fulfilled"
-STATES = (PENDING, CONFIRMED, REJECTED, FAILING, FAILED, CANCELLING, CANCELLED, FULFILLING, FULFILLED)
-# Refused orders are kept for the record but are not orders: left out of lists unless asked for.
-REFUSED = (REJECTED, FAILING, FAILED)
-LISTED = tuple(s for s in STATES if s not in REFUSED)
-# States the recovery worker finishes when a request did not.
-UNFINISHED = (PENDING, FAILING, CANCELLING, FULFILLING)
-
-ORDER_PREFIX = "ORD"
 
 orders = sa.Table(
     "orders",
@@ -60,51 +51,31 @@ orders = sa.Table(
 )
 
 
-def format_order_id(number: int) -> str:
-    return f"{ORDER_PREFIX}{number:08d}"
-
-
-def parse_order_id(value: str) -> int | None:
-    """The row id an order id names, or None when it names nothing (only the canonical form counts)."""
-    digits = value[len(ORDER_PREFIX) :]
-    if not value.startswith(ORDER_PREFIX) or not digits.isascii() or not digits.isdigit() or len(digits) > 18:
+def _order(row: sa.Row[Any] | None) -> Order | None:
+    if row is None:
         return None
-    number = int(digits)
-    return number if format_order_id(number) == value else None
+    return Order(**{**row._mapping, "status": OrderStatus(row.status)})
 
 
-def order_json(row: Any) -> dict[str, Any]:
-    """The API's view of an order, from a row or a mapping of its columns."""
-    m = row._mapping if hasattr(row, "_mapping") else row
-    body = {
-        "order_id": format_order_id(m["id"]),
-        "product_id": m["product_id"],
-        "quantity": m["quantity"],
-        "customer_id": m["customer_id"],
-        "status": m["status"],
-        "unit_price": m["unit_price"],
-        "total_price": m["total_price"],
-        "created_at": rfc3339(m["created_at"]),
-    }
-    if m["cancelled_at"] is not None:
-        body["cancelled_at"] = rfc3339(m["cancelled_at"])
-    if m["fulfilled_at"] is not None:
-        body["fulfilled_at"] = rfc3339(m["fulfilled_at"])
-    return body
+def _orders(rows: Sequence[sa.Row[Any]]) -> list[Order]:
+    return [Order(**{**r._mapping, "status": OrderStatus(r.status)}) for r in rows]
 
 
 # --- reads ---------------------------------------------------------------------------------------------------
 
 
-def get_order(engine: Engine, number: int) -> Any:
+def get_order(engine: Engine, number: int) -> Order | None:
     with reading(engine) as conn:
-        return conn.execute(sa.select(orders).where(orders.c.id == number)).first()
+        return _order(conn.execute(sa.select(orders).where(orders.c.id == number)).first())
 
 
 def list_orders(
-    engine: Engine, *, limit: int, offset: int, customer_id: str | None, status: str | None
-) -> tuple[list[Any], int]:
-    where = [orders.c.status == status] if status else [orders.c.status.in_(LISTED)]
+    engine: Engine, *, limit: int, offset: int, customer_id: str | None, status: OrderStatus | None
+) -> tuple[list[Order], int]:
+    # Enum members are bound as their values: psycopg would otherwise send a member's name.
+    where: list[sa.ColumnElement[bool]] = (
+        [orders.c.status == status.value] if status else [orders.c.status.in_([s.value for s in LISTED])]
+    )
     if customer_id is not None:
         where.append(orders.c.customer_id == customer_id)
     with reading(engine) as conn:
@@ -112,17 +83,13 @@ def list_orders(
         rows = conn.execute(
             sa.select(orders).where(*where).order_by(orders.c.id.desc()).limit(limit).offset(offset)
         ).all()
-    return rows, total
+    return _orders(rows), total
 
 
-def find_by_key(engine: Engine, scope: str, key: str) -> Any:
+def find_by_key(engine: Engine, scope: str, key: str) -> Order | None:
     with reading(engine) as conn:
-        return _by_key(conn, scope, key)
-
-
-def _by_key(conn: Connection, scope: str, key: str) -> Any:
-    query = sa.select(orders).where(orders.c.idempotency_scope == scope, orders.c.idempotency_key == key)
-    return conn.execute(query).first()
+        query = sa.select(orders).where(orders.c.idempotency_scope == scope, orders.c.idempotency_key == key)
+        return _order(conn.execute(query).first())
 
 
 # --- writes --------------------------------------------------------------------------------------------------
@@ -136,7 +103,7 @@ def create_pending(
     customer_id: str,
     key: tuple[str, str, str] | None,
     key_ttl: dt.timedelta,
-) -> Any:
+) -> Order:
     """Write the order as `pending` before inventory is asked for anything.
 
     `key` is (scope, idempotency key, request fingerprint). An expired key still on an old order is
@@ -147,7 +114,7 @@ def create_pending(
         "product_id": product_id,
         "quantity": quantity,
         "customer_id": customer_id,
-        "status": PENDING,
+        "status": OrderStatus.PENDING.value,
         "created_at": now,
         "updated_at": now,
     }
@@ -169,20 +136,22 @@ def create_pending(
                 request_fingerprint=fingerprint,
                 key_expires_at=now + key_ttl,
             )
-        return conn.execute(orders.insert().values(**values).returning(*orders.c)).first()
+        row = conn.execute(orders.insert().values(**values).returning(*orders.c)).one()
+    return Order(**{**row._mapping, "status": OrderStatus(row.status)})
 
 
-def transition(engine: Engine, number: int, expected: str | tuple[str, ...], new: str, **values: Any) -> Any:
-    """Move an order from an expected state to `new`; the row as written, or None if it was not there."""
-    allowed = (expected,) if isinstance(expected, str) else expected
+def transition(engine: Engine, number: int, expected: OrderStatus, new: OrderStatus, **values: Any) -> Order | None:
+    """Move an order from an expected state to `new`; the order as written, or None if it was not there."""
     now = utcnow()
     with writing(engine) as conn:
-        return conn.execute(
-            orders.update()
-            .where(orders.c.id == number, orders.c.status.in_(allowed))
-            .values(status=new, updated_at=now, claimed_until=None, **values)
-            .returning(*orders.c)
-        ).first()
+        return _order(
+            conn.execute(
+                orders.update()
+                .where(orders.c.id == number, orders.c.status == expected.value)
+                .values(status=new.value, updated_at=now, claimed_until=None, **values)
+                .returning(*orders.c)
+            ).first()
+        )
 
 
 def priced(unit_price: Decimal, quantity: int) -> dict[str, Decimal]:
@@ -192,7 +161,7 @@ def priced(unit_price: Decimal, quantity: int) -> dict[str, Decimal]:
 # --- recovery ------------------------------------------------------------------------------------------------
 
 
-def claim_unfinished(engine: Engine, *, older_than: dt.timedelta, lease: dt.timedelta, limit: int) -> list[Any]:
+def claim_unfinished(engine: Engine, *, older_than: dt.timedelta, lease: dt.timedelta, limit: int) -> list[Order]:
     """Claim orders a request left unfinished, so no two workers handle one order at once.
 
     PostgreSQL: rows locked with FOR UPDATE SKIP LOCKED while the lease is written. SQLite: one writer
@@ -200,7 +169,7 @@ def claim_unfinished(engine: Engine, *, older_than: dt.timedelta, lease: dt.time
     """
     now = utcnow()
     stale = [
-        orders.c.status.in_(UNFINISHED),
+        orders.c.status.in_([s.value for s in UNFINISHED]),
         orders.c.updated_at < now - older_than,
         sa.or_(orders.c.claimed_until.is_(None), orders.c.claimed_until < now),
     ]
@@ -211,13 +180,19 @@ def claim_unfinished(engine: Engine, *, older_than: dt.timedelta, lease: dt.time
         ids = [r.id for r in conn.execute(query)]
         if not ids:
             return []
-        return conn.execute(
-            orders.update().where(orders.c.id.in_(ids), *stale).values(claimed_until=now + lease).returning(*orders.c)
-        ).all()
+        return _orders(
+            conn.execute(
+                orders.update()
+                .where(orders.c.id.in_(ids), *stale)
+                .values(claimed_until=now + lease)
+                .returning(*orders.c)
+            ).all()
+        )
 
 
-def orders_for_audit(engine: Engine) -> list[Any]:
+def orders_for_audit(engine: Engine) -> list[OrderSummary]:
     with reading(engine) as conn:
-        return conn.execute(
+        rows = conn.execute(
             sa.select(orders.c.id, orders.c.product_id, orders.c.quantity, orders.c.status, orders.c.updated_at)
         ).all()
+    return [OrderSummary(r.id, r.product_id, r.quantity, OrderStatus(r.status), r.updated_at) for r in rows]

@@ -22,6 +22,7 @@ from typing import Any
 from flask import Flask, Response
 
 from order_service import MIGRATIONS, metrics, storage
+from order_service.domain import Order, OrderStatus
 from order_service.inventory_client import InventoryRefused, InventoryUnavailable
 from order_service.saga import OrderSaga
 from service_common.errors import register_error_handlers
@@ -112,7 +113,7 @@ def run_pass(saga: OrderSaga, beat: Callable[[], None] = lambda: None) -> dict[s
             action = "deferred"
             log.warning(
                 "recovery deferred",
-                extra={"fields": {"order_id": storage.format_order_id(order.id), "reason": str(exc)}},
+                extra={"fields": {"order_id": order.order_id, "reason": str(exc)}},
             )
         counts[action] = counts.get(action, 0) + 1
         metrics.worker_action(action)
@@ -120,20 +121,20 @@ def run_pass(saga: OrderSaga, beat: Callable[[], None] = lambda: None) -> dict[s
             metrics.saga_outcome("recovered")
         log.info(
             "recovered order",
-            extra={"fields": {"order_id": storage.format_order_id(order.id), "from": order.status, "action": action}},
+            extra={"fields": {"order_id": order.order_id, "from": order.status.value, "action": action}},
         )
         beat()
     return counts
 
 
-def _resolve(saga: OrderSaga, order: Any) -> str:
-    if order.status == storage.PENDING:
+def _resolve(saga: OrderSaga, order: Order) -> str:
+    if order.status == OrderStatus.PENDING:
         return saga.resolve_pending(order)
-    if order.status == storage.FAILING:
+    if order.status == OrderStatus.FAILING:
         return "failed" if saga.finish_failing(order) else "deferred"
-    if order.status in (storage.CANCELLING, storage.FULFILLING):
+    if order.status in (OrderStatus.CANCELLING, OrderStatus.FULFILLING):
         done = saga.finish(order)
-        return "deferred" if done is None else done.status
+        return "deferred" if done is None else done.status.value
     return "skipped"
 
 

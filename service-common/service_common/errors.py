@@ -11,7 +11,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from service_common.jsonio import json_response
+from service_common.domain import ConflictError, DomainError, InvalidError, NotFoundError, UnavailableError
+from service_common.jsonio import dumps, json_response
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,31 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
     return json_response(error_body(code, message), status, headers)
 
 
+# The one table from what the domain says to how it is said: every DomainError is answered by its kind.
+_DOMAIN_STATUS: dict[type[DomainError], int] = {
+    NotFoundError: 404,
+    ConflictError: 409,
+    InvalidError: 422,
+    UnavailableError: 503,
+}
+
+
+def domain_status(exc: DomainError) -> int:
+    for kind, status in _DOMAIN_STATUS.items():
+        if isinstance(exc, kind):
+            return status
+    raise TypeError(f"{type(exc).__name__} is no kind of DomainError this table knows")
+
+
+def domain_headers(exc: DomainError) -> dict[str, str]:
+    return {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
+
+
+def domain_body(exc: DomainError) -> bytes:
+    """The JSON bytes a domain error is answered with (also what the order saga stores for replays)."""
+    return dumps(error_body(exc.code, exc.message, **exc.details))
+
+
 def _is_connection_problem(exc: DBAPIError) -> bool:
     return bool(exc.connection_invalidated) or isinstance(exc, OperationalError)
 
@@ -70,6 +96,12 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError) -> Response:
         return json_response(exc.body(), exc.status, exc.headers)
+
+    @app.errorhandler(DomainError)
+    def _domain_error(exc: DomainError) -> Response:
+        return Response(
+            domain_body(exc), status=domain_status(exc), headers=domain_headers(exc), mimetype="application/json"
+        )
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:
@@ -100,21 +132,6 @@ def register_error_handlers(app: Flask) -> None:
     def _unexpected(exc: Exception) -> Response:
         log.exception("unhandled error")
         return error_response(500, "internal_error", "An internal error occurred.")
-
-
-class NotFound(ApiError):
-    def __init__(self, message: str, code: str = "not_found") -> None:
-        super().__init__(404, code, message)
-
-
-class Conflict(ApiError):
-    def __init__(self, code: str, message: str, **extra: Any) -> None:
-        super().__init__(409, code, message, extra=extra)
-
-
-class Unavailable(ApiError):
-    def __init__(self, code: str, message: str, retry_after: int = 1) -> None:
-        super().__init__(503, code, message, headers={"Retry-After": str(retry_after)})
 
 
 class ErrorDetail(BaseModel):

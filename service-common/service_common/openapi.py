@@ -9,6 +9,9 @@ from typing import Annotated, Any
 from flask_openapi3 import OpenAPI
 from pydantic import WithJsonSchema
 
+from service_common.limits import LimitedModel
+from service_common.settings import MAX_BODY_BYTES
+
 _REF = "#/components/schemas/"
 _ERROR_REF = _REF + "ErrorResponse"
 
@@ -59,7 +62,7 @@ _WWW_AUTHENTICATE = {
 
 INVALID_JSON = "The body is not a JSON object (`invalid_json`)."
 UNAUTHORIZED = "The bearer token is missing or not accepted here (`unauthorized`)."
-TOO_LARGE = "The body exceeds 64 KiB (`payload_too_large`)."
+TOO_LARGE = f"The body exceeds {MAX_BODY_BYTES // 1024} KiB (`payload_too_large`)."
 NOT_JSON = "The body was not sent as `application/json` (`unsupported_media_type`)."
 INVALID_BODY = "The body breaks the schema (`validation_error`)."
 UNAVAILABLE = "The database is unavailable or busy (`database_unavailable`); retry after `Retry-After` seconds."
@@ -91,7 +94,7 @@ def errors(
     stray_body: bool = False,
     auth: bool = False,
     unavailable: str = UNAVAILABLE,
-) -> dict[int, Any]:
+) -> dict[str | int, Any]:
     """The error statuses of one operation.
 
     body: it takes a JSON body (400, 413, 415, 422). stray_body: it takes none, but one sent anyway is
@@ -111,7 +114,7 @@ def errors(
     out[503] = error(unavailable, RETRY_AFTER)
     for status, text in (described or {}).items():
         out[status] = error(text, RETRY_AFTER if status == 503 else _WWW_AUTHENTICATE if status == 401 else None)
-    return dict(sorted(out.items()))
+    return {status: out[status] for status in sorted(out)}
 
 
 def operation_id(*, name: str, path: str, method: str) -> str:
@@ -122,22 +125,11 @@ def operation_id(*, name: str, path: str, method: str) -> str:
 class ServiceOpenAPI(OpenAPI):
     """flask-openapi3 adds a 422 to every operation that does not declare one; ours declare exactly the
     statuses they can answer, so that blanket 422 is taken out again. Docstrings stay Markdown. Limits
-    that come from settings, not from the static models, are written into the document as configured."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.setting_limits: dict[tuple[str, str], dict[str, Any]] = {}
-
-    def document_limit(self, model: str, field: str, **keywords: Any) -> None:
-        """Say in the document what a route enforces from a setting, e.g. quantity's maximum."""
-        self.setting_limits.setdefault((model, field), {}).update(keywords)
-        self.spec_json = {}  # generated again, with the limit
+    that come from settings (service_common.limits.AtMost) are written into the document as configured."""
 
     def generate_spec_json(self) -> None:
-        super().generate_spec_json()
-        schemas = self.spec_json["components"]["schemas"]
-        for (model, field), keywords in self.setting_limits.items():
-            schemas[model]["properties"][field].update(keywords)
+        OpenAPI.generate_spec_json(self)
+        _state_limits(self.spec_json["components"]["schemas"], self.config["SETTINGS"])
         for path_item in self.spec_json["paths"].values():
             for operation in path_item.values():
                 # flask-openapi3 joins a docstring's lines with <br/>; the description is Markdown, where
@@ -149,3 +141,11 @@ class ServiceOpenAPI(OpenAPI):
                 schema = added.get("content", {}).get("application/json", {}).get("schema", {})
                 if schema.get("type") == "array":
                     del responses[self.validation_error_status]
+
+
+def _state_limits(schemas: dict[str, Any], settings: object) -> None:
+    """Each AtMost field's `maximum`: the value of its setting in the running app."""
+    for model, fields in LimitedModel.bounded.items():
+        if model in schemas:
+            for field, setting in fields.items():
+                schemas[model]["properties"][field]["maximum"] = getattr(settings, setting)

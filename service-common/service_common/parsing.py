@@ -65,7 +65,7 @@ def _parse_json_body() -> None:
     if not isinstance(value, dict):
         raise ApiError(400, "invalid_json", "The request body must be a JSON object.")
     # Prime werkzeug's JSON cache so the routing layer validates exactly what was parsed here.
-    request._cached_json = (value, value)  # type: ignore[attr-defined]
+    request._cached_json = (value, value)
 
 
 def _too_large(limit: int) -> ApiError:

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import dml as postgresql_dml
+from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 from sqlalchemy.engine import Connection, Engine
 
 log = logging.getLogger(__name__)
@@ -242,13 +244,13 @@ def run_migrations(migrations_dir: Path, url: str) -> str | None:
         engine.dispose()
 
 
-def insert_ignoring_conflict(conn: Connection, table: sa.Table, key: list[str]) -> Any:
+def insert_ignoring_conflict(
+    conn: Connection, table: sa.Table, key: list[str]
+) -> postgresql_dml.Insert | sqlite_dml.Insert:
     """INSERT … ON CONFLICT (key) DO NOTHING, in the dialect of the connection."""
     if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table).on_conflict_do_nothing(index_elements=key)
+        return postgresql_dml.insert(table).on_conflict_do_nothing(index_elements=key)
+    return sqlite_dml.insert(table).on_conflict_do_nothing(index_elements=key)
 
 
 def schema_checks(engine: Engine, migrations_dir: Path) -> Any:

@@ -16,16 +16,17 @@ from service_common.logs import register_request_logging
 from service_common.metrics import register_metrics
 from service_common.openapi import ServiceOpenAPI
 from service_common.parsing import register_request_parsing, validation_error_response
-from service_common.settings import ServiceSettings
+from service_common.settings import MAX_BODY_BYTES, ServiceSettings
 from service_common.tracing import configure_tracing
 
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
-_ERRORS = """
+_KIB = MAX_BODY_BYTES // 1024
+_ERRORS = f"""
 
-Every error is `{"error": {"code": "...", "message": "..."}}` (ErrorResponse) with the status that fits:
+Every error is `{{"error": {{"code": "...", "message": "..."}}}}` (ErrorResponse) with the status that fits:
 400 a body that is not a JSON object, 401 a missing or wrong bearer token, 404 not found, 405 a method the
-path does not take (with `Allow`), 409 a conflict with the current state, 413 a body over 64 KiB, 415 a
+path does not take (with `Allow`), 409 a conflict with the current state, 413 a body over {_KIB} KiB, 415 a
 body not sent as `application/json`, 422 a request that breaks the schema, 503 the database or a service
 it depends on is unavailable (with `Retry-After`). Each operation lists the ones it can answer.
 Health probes (`/health`, `/health/live`, `/health/ready`) and Prometheus metrics (`/metrics`) are

@@ -17,10 +17,11 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from order_service import storage
 from order_service.console import schemas
+from order_service.domain import UNFINISHED, OrderStatus, format_order_id
 from order_service.inventory_client import InventoryClient, InventoryRefused, InventoryUnavailable
 from order_service.settings import Settings
 from service_common.auth import bearer_token, require_token
-from service_common.errors import ApiError, NotFound, Unavailable
+from service_common.errors import ApiError
 from service_common.jsonio import json_response
 from service_common.openapi import ADMIN, errors, operation_id
 from service_common.parsing import is_identifier
@@ -38,13 +39,13 @@ _INVENTORY_DOWN = (
 _PASSED_ON = frozenset({401, 404, 422})
 
 
-def _inventory_unavailable(message: str) -> Unavailable:
-    return Unavailable("inventory_unavailable", message, retry_after=2)
+def _inventory_unavailable(message: str) -> ApiError:
+    return ApiError(503, "inventory_unavailable", message, headers={"Retry-After": "2"})
 
 
 def _product_id(value: str) -> str:
     if not is_identifier(value):
-        raise NotFound(f"Product {value[:64]} not found.", "product_not_found")
+        raise ApiError(404, "product_not_found", f"Product {value[:64]} not found.")
     return value
 
 
@@ -69,18 +70,18 @@ def saga_health(engine: sa.Engine, settings: Settings) -> dict[str, Any]:
         counted = dict(conn.execute(sa.select(orders.c.status, sa.func.count()).group_by(orders.c.status)).all())
         oldest = conn.execute(
             sa.select(orders.c.id, orders.c.status, orders.c.updated_at)
-            .where(orders.c.status.in_(storage.UNFINISHED))
+            .where(orders.c.status.in_([state.value for state in UNFINISHED]))
             .order_by(orders.c.updated_at, orders.c.id)
             .limit(1)
         ).first()
-    counts = {state: int(counted.get(state, 0)) for state in storage.STATES}
+    counts = {state.value: int(counted.get(state.value, 0)) for state in OrderStatus}
     return {
         "counts": counts,
-        "in_flight": sum(counts[state] for state in storage.UNFINISHED),
+        "in_flight": sum(counts[state.value] for state in UNFINISHED),
         "oldest_in_flight": None
         if oldest is None
         else {
-            "order_id": storage.format_order_id(oldest.id),
+            "order_id": format_order_id(oldest.id),
             "status": oldest.status,
             "since": rfc3339(oldest.updated_at),
             "age_seconds": round(max((now - oldest.updated_at).total_seconds(), 0.0), 1),
