@@ -28,6 +28,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy -p service_common -p order_service -p inventory_service
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

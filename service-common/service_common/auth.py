@@ -45,6 +45,7 @@ def require_token(*kinds: str) -> Callable[[F], F]:
     """
 
     def decorator(view: F) -> F:
+        # A mark on the function object itself, read back by _enforce_tokens; no type declares it.
         view.__required_tokens__ = kinds  # type: ignore[attr-defined]
         return view
 
