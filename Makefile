@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 REQUIREMENTS := inventory-service/requirements.txt order-service/requirements.txt requirements-dev.txt
 
-.PHONY: install run test lint cluster bench clean
+.PHONY: install run test test-fast lint cluster bench clean
 
 $(STAMP): $(REQUIREMENTS) service-common/pyproject.toml inventory-service/pyproject.toml order-service/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ run: install
 ## The whole test suite (PostgreSQL tests need TEST_DATABASE_URL; system programs are skipped if absent).
 test: install
 	$(BIN)/python -m pytest
+
+## The fast layer only (tests/fast: both apps in-process, no servers): the edit-run loop, in seconds.
+test-fast: install
+	$(BIN)/python -m pytest tests/fast -q
 
 lint: install
 	$(BIN)/ruff check .

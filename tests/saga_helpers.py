@@ -17,7 +17,7 @@ from typing import Any
 
 import requests
 
-from tests.conftest import Api
+from tests.stack_client import Api
 from tests.topology import Database, Process, Stack, migrate, wait_until
 
 # Recovery must wait longer than the worst inventory call, (0.25 + 1) x 2 attempts + 0.1 backoff = 2.6 s,

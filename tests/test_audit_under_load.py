@@ -4,8 +4,8 @@ reservations from the same snapshot), or a reserve committing between its reads 
 
 from __future__ import annotations
 
-from tests.conftest import Api
 from tests.saga_helpers import OrderStream, audit
+from tests.stack_client import Api
 
 REPORTS = 30
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from tests.conftest import Api
+from tests.stack_client import Api
 
 LIMIT = 64 * 1024  # MAX_BODY_BYTES
 MAX_QUANTITY = 10_000

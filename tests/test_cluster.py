@@ -16,7 +16,8 @@ import sqlalchemy as sa
 
 from local.cluster import Cluster, free_port
 from service_common.storage import normalise_url
-from tests.conftest import Api, parallel, requires_program
+from tests.markers import requires_program
+from tests.stack_client import Api, parallel
 from tests.topology import ADMIN_TOKEN, SERVICE_TOKEN
 
 pytestmark = [
@@ -55,17 +56,17 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 @pytest.fixture
-def api(cluster: Cluster) -> Api:
+def cluster_api(cluster: Cluster) -> Api:
     return Api(cluster.order_url, cluster.inventory_url)
 
 
 @pytest.mark.parametrize("round_", range(2))
-def test_racing_orders_across_replicas_never_oversell(cluster: Cluster, api: Api, round_: int) -> None:
-    product = api.new_product(16)
+def test_racing_orders_across_replicas_never_oversell(cluster: Cluster, cluster_api: Api, round_: int) -> None:
+    product = cluster_api.new_product(16)
     before = cluster.requests_by_server("inventory_service")
-    responses = parallel(64, lambda i: api.place(product, 1, f"C{i}"))
+    responses = parallel(64, lambda i: cluster_api.place(product, 1, f"C{i}"))
     assert Counter(r.status_code for r in responses) == {201: 16, 409: 48}
-    stock = api.product(product)
+    stock = cluster_api.product(product)
     assert (stock["available_quantity"], stock["reserved_quantity"]) == (0, 16)
     # Every order replica took orders, and every inventory replica took their reserves.
     assert {r.headers["X-Served-By"] for r in responses} == {"order1", "order2", "order3"}
@@ -73,37 +74,37 @@ def test_racing_orders_across_replicas_never_oversell(cluster: Cluster, api: Api
     assert all(after[name] > before.get(name, 0) for name in ("inventory1", "inventory2", "inventory3"))
 
 
-def test_plenty_of_stock_gives_every_order_a_distinct_id(api: Api) -> None:
-    product = api.new_product(1000)
-    responses = parallel(64, lambda i: api.place(product, 1, f"C{i}"))
+def test_plenty_of_stock_gives_every_order_a_distinct_id(cluster_api: Api) -> None:
+    product = cluster_api.new_product(1000)
+    responses = parallel(64, lambda i: cluster_api.place(product, 1, f"C{i}"))
     assert [r.status_code for r in responses] == [201] * 64
     ids = {r.json()["order_id"] for r in responses}
     assert len(ids) == 64
-    assert all(api.order(i)["status"] == "confirmed" for i in ids)
+    assert all(cluster_api.order(i)["status"] == "confirmed" for i in ids)
 
 
-def test_parallel_cancels_on_different_replicas_release_once(api: Api) -> None:
-    product = api.new_product(10)
-    order = api.place(product, 5).json()
-    responses = parallel(20, lambda _: api.cancel(order["order_id"]))
+def test_parallel_cancels_on_different_replicas_release_once(cluster_api: Api) -> None:
+    product = cluster_api.new_product(10)
+    order = cluster_api.place(product, 5).json()
+    responses = parallel(20, lambda _: cluster_api.cancel(order["order_id"]))
     assert {r.status_code for r in responses} <= {200, 202}
     assert len({r.headers["X-Served-By"] for r in responses}) == 3
-    stock = api.product(product)
+    stock = cluster_api.product(product)
     assert (stock["available_quantity"], stock["reserved_quantity"]) == (10, 0)
 
 
-def test_parallel_idempotent_replays_on_different_replicas_make_one_order(api: Api) -> None:
-    product = api.new_product(50)
+def test_parallel_idempotent_replays_on_different_replicas_make_one_order(cluster_api: Api) -> None:
+    product = cluster_api.new_product(50)
     key = {"Idempotency-Key": uuid.uuid4().hex}
-    responses = parallel(24, lambda _: api.place(product, 2, "C1", headers=key))
+    responses = parallel(24, lambda _: cluster_api.place(product, 2, "C1", headers=key))
     assert {r.status_code for r in responses} == {201}
     assert len({r.json()["order_id"] for r in responses}) == 1
     assert len({r.headers["X-Served-By"] for r in responses}) == 3
-    assert api.product(product)["available_quantity"] == 48
+    assert cluster_api.product(product)["available_quantity"] == 48
 
 
-def test_rolling_restart_is_invisible_to_a_client(cluster: Cluster, api: Api) -> None:
-    product = api.new_product(100_000)
+def test_rolling_restart_is_invisible_to_a_client(cluster: Cluster, cluster_api: Api) -> None:
+    product = cluster_api.new_product(100_000)
     statuses: Counter[int] = Counter()
     errors: list[str] = []
     stop = threading.Event()
@@ -112,9 +113,11 @@ def test_rolling_restart_is_invisible_to_a_client(cluster: Cluster, api: Api) ->
         session = requests.Session()
         while not stop.is_set():
             try:
-                r = session.post(f"{api.order_url}/orders", json={"product_id": product, "quantity": 1}, timeout=30)
+                r = session.post(
+                    f"{cluster_api.order_url}/orders", json={"product_id": product, "quantity": 1}, timeout=30
+                )
                 statuses[r.status_code] += 1
-                r2 = session.get(f"{api.inventory_url}/inventory/{product}", timeout=30)
+                r2 = session.get(f"{cluster_api.inventory_url}/inventory/{product}", timeout=30)
                 statuses[r2.status_code] += 1
             except requests.RequestException as exc:
                 errors.append(repr(exc))
@@ -131,6 +134,6 @@ def test_rolling_restart_is_invisible_to_a_client(cluster: Cluster, api: Api) ->
     assert errors == []
     assert set(statuses) == {200, 201}, statuses
     placed = statuses[201]
-    stock = api.product(product)
+    stock = cluster_api.product(product)
     assert stock["available_quantity"] == 100_000 - placed
     assert stock["reserved_quantity"] == placed

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import Api, parallel
+from tests.stack_client import Api, parallel
 
 
 @pytest.mark.parametrize("round_", range(3))
@@ -42,30 +42,3 @@ def test_parallel_cancels_release_stock_once(api: Api) -> None:
     assert api.order(order["order_id"])["status"] == "cancelled"
     stock = api.product(product)
     assert stock["available_quantity"] == 10 and stock["reserved_quantity"] == 0
-
-
-def test_sequential_cancels_release_stock_once(api: Api) -> None:
-    product = api.new_product(10)
-    order = api.place(product, 3).json()
-    first, second = api.cancel(order["order_id"]), api.cancel(order["order_id"])
-    assert first.status_code == 200 and second.status_code == 200
-    assert first.json() == second.json()
-    assert api.product(product)["available_quantity"] == 10
-
-
-def test_refused_orders_cannot_be_cancelled_and_are_not_listed(api: Api) -> None:
-    product = api.new_product(1)
-    refused = api.place(product, 5)
-    assert refused.status_code == 409
-    rejected = [o for o in api.orders(status="rejected", limit=1000)["orders"] if o["product_id"] == product]
-    assert len(rejected) == 1
-    assert rejected[0]["order_id"] not in {o["order_id"] for o in api.orders(limit=1000)["orders"]}
-    r = api.cancel(rejected[0]["order_id"])
-    assert r.status_code == 409 and r.json()["error"]["code"] == "not_cancellable"
-    assert api.product(product)["available_quantity"] == 1
-
-
-def test_list_total_count_excludes_refused_orders(api: Api) -> None:
-    everything = api.orders(limit=1000)
-    assert everything["total_count"] >= len(everything["orders"])
-    assert not {o["status"] for o in everything["orders"]} & {"rejected", "failing", "failed"}

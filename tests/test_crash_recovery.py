@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ENGINES, Api
+from tests.markers import ENGINES
 from tests.saga_helpers import (
     all_orders,
     assert_recovered,
@@ -17,6 +17,7 @@ from tests.saga_helpers import (
     restart_clean,
     saga_stack,
 )
+from tests.stack_client import Api
 from tests.topology import is_ready, wait_until
 
 INITIAL = 10

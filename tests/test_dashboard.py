@@ -8,7 +8,7 @@ from pathlib import Path
 
 import requests
 
-from tests.conftest import Api
+from tests.stack_client import Api
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "deploy" / "grafana" / "order-processing.json"
 

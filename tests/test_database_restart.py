@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Api
 from tests.saga_helpers import OrderStream, assert_recovered, saga_stack
+from tests.stack_client import Api
 from tests.topology import free_port
 
 INITIAL = 100_000

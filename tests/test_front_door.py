@@ -24,7 +24,7 @@ import orjson
 import pytest
 import requests
 
-from tests.conftest import Api
+from tests.stack_client import Api
 from tests.topology import Process, Stack, descendants, stack, wait_until
 
 SLOWLORIS = 256

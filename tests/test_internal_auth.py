@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import Api
+from tests.stack_client import Api
 from tests.topology import ADMIN_TOKEN, SERVICE_TOKEN
 
 TOKENS = {"service": SERVICE_TOKEN, "admin": ADMIN_TOKEN}

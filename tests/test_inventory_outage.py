@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import ENGINES, Api
+from tests.markers import ENGINES
 from tests.saga_helpers import all_orders, assert_recovered, audit, saga_stack
+from tests.stack_client import Api
 from tests.topology import wait_until
 
 INITIAL = 50

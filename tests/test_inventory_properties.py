@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from inventory_service import MIGRATIONS, storage
 from service_common.domain import ConflictError, NotFoundError
 from service_common.storage import run_migrations
-from tests.conftest import ENGINES
+from tests.markers import ENGINES
 from tests.topology import Database
 
 ORDERS = [f"O{i}" for i in range(6)]

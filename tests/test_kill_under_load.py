@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ENGINES, Api
+from tests.markers import ENGINES
 from tests.saga_helpers import OrderStream, assert_recovered, saga_stack
+from tests.stack_client import Api
 from tests.topology import wait_until
 
 INITIAL = 100_000

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import ENGINES, Api
+from tests.markers import ENGINES
 from tests.saga_helpers import all_orders, assert_recovered, restart_clean, saga_stack
+from tests.stack_client import Api
 from tests.topology import Stack
 
 INITIAL = 10

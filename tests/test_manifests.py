@@ -23,7 +23,6 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.conftest import ENGINES
 from tests.manifests import (
     INVENTORY,
     K8S,
@@ -50,6 +49,7 @@ from tests.manifests import (
     selects,
     service_of,
 )
+from tests.markers import ENGINES
 from tests.topology import ROOT, Database, Process, free_port, wait_until
 
 SERVICE_DEPLOYMENTS = {INVENTORY.name: INVENTORY, ORDER.name: ORDER}

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from inventory_service import MIGRATIONS as INVENTORY_MIGRATIONS
 from order_service import MIGRATIONS as ORDER_MIGRATIONS
 from service_common.storage import current_revision, head_revision
-from tests.conftest import ENGINES
+from tests.markers import ENGINES
 from tests.topology import Database, base_env
 
 SERVICES = [("inventory_service", INVENTORY_MIGRATIONS), ("order_service", ORDER_MIGRATIONS)]

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ENGINES, Api
+from tests.markers import ENGINES
+from tests.stack_client import Api
 from tests.topology import stack
 
 

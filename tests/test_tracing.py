@@ -12,7 +12,7 @@ import pytest
 import requests
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests.conftest import Api
+from tests.stack_client import Api
 from tests.topology import Stack, free_port, stack, wait_until
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -53,16 +53,21 @@ def collector() -> Iterator[Collector]:
 
 
 @pytest.fixture(scope="module")
-def services(tmp_path_factory: pytest.TempPathFactory, collector: Collector) -> Iterator[Stack]:
+def traced_stack(tmp_path_factory: pytest.TempPathFactory, collector: Collector) -> Iterator[Stack]:
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.port}", "OTEL_BSP_SCHEDULE_DELAY": "200"}
     with stack(Path(tmp_path_factory.mktemp("tracing")), "sqlite", inventory_env=env, order_env=env) as s:
         yield s
 
 
-def test_an_order_is_one_trace_across_both_services(api: Api, collector: Collector) -> None:
+@pytest.fixture
+def traced_api(traced_stack: Stack) -> Api:
+    return Api.of(traced_stack)
+
+
+def test_an_order_is_one_trace_across_both_services(traced_api: Api, collector: Collector) -> None:
     traceparent = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
     r = requests.post(
-        f"{api.order_url}/orders",
+        f"{traced_api.order_url}/orders",
         json={"product_id": "P002", "quantity": 1},
         headers={"traceparent": traceparent},
         timeout=10,
