@@ -32,7 +32,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	$(BIN)/mypy -p service_common -p order_service -p inventory_service
+	$(BIN)/mypy -p service_common -p order_service -p inventory_service -m local.processes
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -23,10 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from local.processes import cpu_seconds, descendants  # noqa: E402
 from tests.topology import ADMIN_TOKEN, Process, stack  # noqa: E402
 
 DURATION = int(os.environ.get("DURATION", "20"))
-TICK = os.sysconf("SC_CLK_TCK")
 POST_ORDER = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -35,9 +35,7 @@ wrk.body = '{"product_id": "%s", "quantity": 1, "customer_id": "bench"}'
 
 
 def tree(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
-    children = [int(p) for p in out.split()]
-    return [pid] + [d for c in children for d in tree(c)]
+    return [pid, *descendants(pid)]
 
 
 def pss_mib(pids: list[int]) -> float:
@@ -50,17 +48,6 @@ def pss_mib(pids: list[int]) -> float:
         except OSError:
             pass
     return total / 1024
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / TICK
-        except OSError:
-            pass
-    return total
 
 
 class Sampler:

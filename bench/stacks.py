@@ -7,11 +7,7 @@ from __future__ import annotations
 import copy
 import os
 import signal
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +15,7 @@ import requests
 import sqlalchemy as sa
 
 from bench.load import PgTarget
-from local.cluster import free_port
+from local.processes import ServiceProcess, create_database, drop_database, free_port, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -49,19 +45,12 @@ class PgServer:
     def url(self, database: str) -> str:
         return f"{self.server}/{database}"
 
-    def _admin(self, statement: str) -> None:
-        import psycopg
-
-        with psycopg.connect(self.target.conninfo("postgres"), autocommit=True, connect_timeout=5) as conn:
-            conn.execute(statement)
-
     def recreate(self, database: str) -> str:
         self.drop(database)
-        self._admin(f'CREATE DATABASE "{database}"')
-        return self.url(database)
+        return create_database(self.server, database)
 
     def drop(self, database: str) -> None:
-        self._admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        drop_database(self.server, database)
 
     def run_script(self, database: str, sql: str) -> None:
         import psycopg
@@ -71,84 +60,28 @@ class PgServer:
             conn.execute("VACUUM ANALYZE")
 
 
-# --- processes -----------------------------------------------------------------------------------------------
+# --- processes (local.processes) -----------------------------------------------------------------------------
 
 
-class Server:
-    """One server (the server's main process and its workers) in a session of its own, so that stopping it reaches
-    every process it started."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path, port: int) -> None:
-        self.name, self.argv, self.env, self.log, self.port = name, argv, env, log, port
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(
-                self.argv, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-
-    def wait_ready(self, ready_path: str, timeout: float = 90) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}; see {self.log}")
-            with suppress(requests.RequestException):
-                if requests.get(self.url + ready_path, timeout=2).status_code == 200:
-                    return
-            time.sleep(0.1)
-        raise TimeoutError(f"{self.name} not ready within {timeout}s; see {self.log}")
-
-    def signal_stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            with suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGINT)  # the server: quick shutdown, workers included
-
-    def wait_stopped(self) -> None:
-        if self.proc is None:
-            return
-        with suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=15)
-        with suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)  # whatever is left of the session
-        with suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=5)
-
-    def stop(self) -> None:
-        self.signal_stop()
-        self.wait_stopped()
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+def _server(
+    name: str, module: str, env: dict[str, str], log: Path, port: int, command: str | None = "serve"
+) -> ServiceProcess:
+    """A server in a session of its own, so that stopping it reaches every process it started."""
+    return ServiceProcess(module, command, env, log, port, name=name, new_session=True)
 
 
 def _migrate(*services: tuple[str, dict[str, str]]) -> None:
     """`python -m <service> migrate` for each, at the same time (each service has its own database)."""
-    procs = [
-        (module, subprocess.Popen([sys.executable, "-m", module, "migrate"], env=env, cwd=ROOT, **_CAPTURE))
-        for module, env in services
-    ]
-    failed = []
-    for module, proc in procs:
-        try:
-            out, err = proc.communicate(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-        if proc.returncode != 0:
-            failed.append(f"{module} migrate failed: {out.decode()[-1500:]}{err.decode()[-1500:]}")
-    if failed:
-        raise RuntimeError("\n".join(failed))
+    with ThreadPoolExecutor(max_workers=len(services)) as pool:
+        list(pool.map(lambda service: migrate(*service), services))
 
 
-_CAPTURE: dict[str, Any] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+def _stop(servers: list[ServiceProcess]) -> None:
+    """SIGINT to each (the server: quick shutdown, workers included), then wait for each."""
+    for server in servers:
+        server.signal(signal.SIGINT)
+    for server in servers:
+        server.stop(signal.SIGINT, timeout=15)
 
 
 def service_env(settings: dict[str, str], **extra: str) -> dict[str, str]:
@@ -169,8 +102,8 @@ class Single:
 
     def __init__(self, engine: str, workdir: Path, settings: dict[str, str], pg: PgServer | None, prefix: str):
         self.engine, self.workdir, self.settings, self.pg, self.prefix = engine, workdir, settings, pg, prefix
-        self.inventory: Server | None = None
-        self.order: Server | None = None
+        self.inventory: ServiceProcess | None = None
+        self.order: ServiceProcess | None = None
         self.databases: list[str] = []
         self.owns_databases = True
         workdir.mkdir(parents=True, exist_ok=True)
@@ -208,23 +141,16 @@ class Single:
             SCRATCH_DIR=str(self.workdir / "ord"),
         )
         _migrate(("inventory_service", inv_env), ("order_service", ord_env))
-        py = sys.executable
         log = self.workdir
-        self.inventory = Server(
-            "inventory", [py, "-m", "inventory_service", "serve"], inv_env, log / "inventory.log", inv_port
-        )
-        self.order = Server("order", [py, "-m", "order_service", "serve"], ord_env, log / "order.log", ord_port)
+        self.inventory = _server("inventory", "inventory_service", inv_env, log / "inventory.log", inv_port)
+        self.order = _server("order", "order_service", ord_env, log / "order.log", ord_port)
         self.inventory.start()
         self.order.start()
-        self.inventory.wait_ready("/health/ready")
-        self.order.wait_ready("/health/ready")
+        self.inventory.wait_ready(timeout=90)
+        self.order.wait_ready(timeout=90)
 
     def stop(self) -> None:
-        servers = [s for s in (self.order, self.inventory) if s is not None]
-        for server in servers:
-            server.signal_stop()
-        for server in servers:
-            server.wait_stopped()
+        _stop([s for s in (self.order, self.inventory) if s is not None])
 
     def drop(self) -> None:
         if self.pg and self.owns_databases:
@@ -315,14 +241,15 @@ class Hello:
     def __init__(self, workdir: Path, settings: dict[str, str]) -> None:
         port = free_port()
         env = service_env({**settings, "LOG_LEVEL": "WARNING"}, PORT=str(port), SCRATCH_DIR=str(workdir / "hello"))
-        self.server = Server("hello", [sys.executable, "-m", "bench.hello"], env, workdir / "hello.log", port)
+        self.server = _server("hello", "bench.hello", env, workdir / "hello.log", port, command=None)
+        self.server.ready_path = "/"
 
     def start(self) -> None:
         self.server.start()
-        self.server.wait_ready("/")
+        self.server.wait_ready(timeout=90)
 
     def stop(self) -> None:
-        self.server.stop()
+        _stop([self.server])
 
 
 # --- data ----------------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 ports, on PostgreSQL (one database per service), behind HAProxy on the seed's ports, standing in for
 the Kubernetes Services. The order replicas reach inventory through HAProxy, as pods reach a Service.
 
-Also used by the tests, which start it on free ports and kill, drain and restart its replicas.
+Also used by the tests, which start it on free ports and kill, drain and restart its replicas. Processes
+are started and stopped by local.processes; this module holds only what is cluster-specific.
 """
 
 from __future__ import annotations
@@ -19,80 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
+from local.processes import ServiceProcess, create_database, free_port, migrate, wait_until
 from local.run import load_tokens
-from service_common.storage import normalise_url
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def ensure_database(server_url: str, name: str) -> str:
-    """Create database `name` on the server if missing; its URL."""
-    base = server_url.rstrip("/")
-    engine = sa.create_engine(normalise_url(f"{base}/postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            exists = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
-            if not exists:
-                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    finally:
-        engine.dispose()
-    return f"{base}/{name}"
-
-
-def spawn(module: str, command: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """`python -m <module> <command>` with its output appended to `log`."""
-    with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", module, command], env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def wait_or_kill(proc: subprocess.Popen[bytes], timeout: float) -> int:
-    """Its exit code, after SIGKILL if it has not exited within `timeout`."""
-    try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.wait()
-
-
-@dataclass
-class Replica:
-    name: str
-    module: str
-    command: str
-    env: dict[str, str]
-    log: Path
-    port: int | None = None
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        env = dict(self.env)
-        if self.port is not None:
-            env["PORT"] = str(self.port)
-            env["SCRATCH_DIR"] = str(self.log.parent / f"scratch-{self.name}")
-        self.proc = spawn(self.module, self.command, env, self.log)
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def signal(self, sig: int) -> None:
-        if self.running():
-            assert self.proc is not None
-            self.proc.send_signal(sig)
-
-    def wait(self, timeout: float = 60) -> int | None:
-        return None if self.proc is None else wait_or_kill(self.proc, timeout)
 
 
 @dataclass
@@ -106,9 +37,9 @@ class Cluster:
     inventory_port: int = 5001
     database_prefix: str = "shop"
     extra_env: dict[str, str] = field(default_factory=dict)
-    inventory: list[Replica] = field(default_factory=list)
-    order: list[Replica] = field(default_factory=list)
-    workers: list[Replica] = field(default_factory=list)
+    inventory: list[ServiceProcess] = field(default_factory=list)
+    order: list[ServiceProcess] = field(default_factory=list)
+    workers: list[ServiceProcess] = field(default_factory=list)
     haproxy: subprocess.Popen[bytes] | None = None
 
     @property
@@ -125,8 +56,8 @@ class Cluster:
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        inv_db = ensure_database(self.pg_url, f"{self.database_prefix}_inventory")
-        ord_db = ensure_database(self.pg_url, f"{self.database_prefix}_orders")
+        inv_db = create_database(self.pg_url, f"{self.database_prefix}_inventory", if_missing=True)
+        ord_db = create_database(self.pg_url, f"{self.database_prefix}_orders", if_missing=True)
         common = {
             **os.environ,
             "HOST": "127.0.0.1",
@@ -140,22 +71,23 @@ class Cluster:
         inv_env = {**common, "DATABASE_URL": inv_db}
         ord_env = {**common, "DATABASE_URL": ord_db, "INVENTORY_URL": self.inventory_url}
         # Migrations once, before any replica starts (a Kubernetes Job in production).
-        for module, env in (("inventory_service", inv_env), ("order_service", ord_env)):
-            subprocess.run([sys.executable, "-m", module, "migrate"], env=env, check=True, capture_output=True)
-        log = self.workdir
+        migrate("inventory_service", inv_env)
+        migrate("order_service", ord_env)
         for i in range(1, self.replicas + 1):
-            self.inventory.append(
-                Replica(f"inventory{i}", "inventory_service", "serve", inv_env, log / f"inventory{i}.log", free_port())
-            )
-            self.order.append(
-                Replica(f"order{i}", "order_service", "serve", ord_env, log / f"order{i}.log", free_port())
-            )
+            self.inventory.append(self._server(f"inventory{i}", "inventory_service", inv_env))
+            self.order.append(self._server(f"order{i}", "order_service", ord_env))
             worker_env = {**ord_env, "DB_POOL_SIZE": "2"}
-            self.workers.append(Replica(f"worker{i}", "order_service", "worker", worker_env, log / f"worker{i}.log"))
+            log = self.workdir / f"worker{i}.log"
+            self.workers.append(ServiceProcess("order_service", "worker", worker_env, log, name=f"worker{i}"))
         for replica in self.inventory + self.order + self.workers:
             replica.start()
         self._start_haproxy()
         self.wait_all_up()
+
+    def _server(self, name: str, module: str, env: dict[str, str]) -> ServiceProcess:
+        port = free_port()
+        env = {**env, "PORT": str(port), "SCRATCH_DIR": str(self.workdir / f"scratch-{name}")}
+        return ServiceProcess(module, "serve", env, self.workdir / f"{name}.log", port, name=name)
 
     def _start_haproxy(self) -> None:
         config = self.workdir / "haproxy.cfg"
@@ -192,22 +124,12 @@ class Cluster:
 
     def wait_all_up(self, timeout: float = 60) -> None:
         names = [r.name for r in self.inventory + self.order]
-        _wait(lambda: all(self.server_state(n) == "UP" for n in names), timeout, "all replicas UP in HAProxy")
-
-    # --- the kubelet's part -----------------------------------------------------------------------------------
-
-    def rolling_restart(self, replicas: list[Replica], on_step: Any = None) -> None:
-        """Replace each replica in turn: SIGTERM (it drains: not ready, still serving), wait until HAProxy
-        has taken it out, wait for it to exit, start the new one, wait until HAProxy has it UP again."""
-        for replica in replicas:
-            replica.signal(signal.SIGTERM)
-            _wait(lambda r=replica: self.server_state(r.name).startswith("DOWN"), 30, f"{replica.name} DOWN")
-            code = replica.wait(timeout=60)
-            assert code == 0, f"{replica.name} exited with {code}"
-            replica.start()
-            _wait(lambda r=replica: self.server_state(r.name) == "UP", 60, f"{replica.name} UP")
-            if on_step:
-                on_step(replica)
+        wait_until(
+            lambda: all(self.server_state(n) == "UP" for n in names),
+            timeout,
+            "all replicas UP in HAProxy",
+            ignoring=(OSError, KeyError),
+        )
 
     def stop(self) -> None:
         for replica in self.workers + self.order + self.inventory:
@@ -220,7 +142,7 @@ class Cluster:
 
 
 def haproxy_config(cluster: Cluster) -> str:
-    def backend(name: str, replicas: list[Replica]) -> str:
+    def backend(name: str, replicas: list[ServiceProcess]) -> str:
         servers = "\n".join(f"    server {r.name} 127.0.0.1:{r.port} check" for r in replicas)
         return f"""
 backend {name}
@@ -258,18 +180,6 @@ frontend inventory
     bind 127.0.0.1:{cluster.inventory_port}
     default_backend inventory_service
 {backend("order_service", cluster.order)}{backend("inventory_service", cluster.inventory)}"""
-
-
-def _wait(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except (OSError, KeyError):
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"timed out waiting for {what}")
 
 
 def main() -> int:

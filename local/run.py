@@ -10,10 +10,14 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+if not __package__:  # run as a script (`make run`): make the `local` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from local.processes import ServiceProcess, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 # DATA_DIR moves it elsewhere (the tests do, to leave ./data alone).
@@ -58,15 +62,14 @@ def main() -> int:
         "PORT": order_port,
         "INVENTORY_URL": f"http://127.0.0.1:{inventory_port}",
     }
-    py = sys.executable
-    for module, env in (("inventory_service", inventory_env), ("order_service", order_env)):
-        subprocess.run([py, "-m", module, "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    migrate("inventory_service", inventory_env)
+    migrate("order_service", order_env)
     print(f"tokens: from the environment or {TOKENS} (mode 0600)", flush=True)
     print(f"inventory: http://127.0.0.1:{inventory_port}  order: http://127.0.0.1:{order_port}", flush=True)
     children = [
-        subprocess.Popen([py, "-m", "inventory_service", "serve"], env=inventory_env),
-        subprocess.Popen([py, "-m", "order_service", "serve"], env=order_env),
-        subprocess.Popen([py, "-m", "order_service", "worker"], env=order_env),
+        ServiceProcess("inventory_service", "serve", inventory_env, None).start(),
+        ServiceProcess("order_service", "serve", order_env, None).start(),
+        ServiceProcess("order_service", "worker", order_env, None).start(),
     ]
     stopping = False
 
@@ -74,22 +77,17 @@ def main() -> int:
         nonlocal stopping
         stopping = True
         for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM if signum == signal.SIGTERM else signal.SIGINT)
+            child.signal(signal.SIGTERM if signum == signal.SIGTERM else signal.SIGINT)
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    while not stopping and all(c.poll() is None for c in children):
+    while not stopping and all(c.alive() for c in children):
         time.sleep(0.2)
     if not stopping:  # one died on its own: take the others down too
         stop(signal.SIGTERM, None)
     deadline = time.monotonic() + 30
     for child in children:
-        try:
-            child.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+        child.wait(timeout=max(0.1, deadline - time.monotonic()))
     print("stopped", flush=True)
     return 0
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from tests.topology import ROOT
+from local.processes import ROOT
 
 K8S = ROOT / "k8s"
 NAMESPACE = "order-processing"

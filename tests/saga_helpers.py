@@ -17,8 +17,9 @@ from typing import Any
 
 import requests
 
+from local.processes import migrate, wait_until
 from tests.stack_client import Api
-from tests.topology import Database, Process, Stack, migrate, wait_until
+from tests.topology import Database, Process, Stack
 
 # Recovery must wait longer than the worst inventory call, (0.25 + 1) x 2 attempts + 0.1 backoff = 2.6 s,
 # plus the order service's 2 s database margin: the settings refuse anything up to 4.6 s.

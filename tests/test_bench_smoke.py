@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.topology import ROOT
+from local.processes import ROOT
 
 FIELDS = {
     "kind",

@@ -4,6 +4,7 @@ stand-in), correct under races, spread over every replica, and a rolling restart
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import uuid
 from collections import Counter
@@ -12,10 +13,9 @@ from pathlib import Path
 
 import pytest
 import requests
-import sqlalchemy as sa
 
-from local.cluster import Cluster, free_port
-from service_common.storage import normalise_url
+from local.cluster import Cluster
+from local.processes import ServiceProcess, drop_database, free_port, server_url, wait_until
 from tests.markers import requires_program
 from tests.stack_client import Api, parallel
 from tests.topology import ADMIN_TOKEN, SERVICE_TOKEN
@@ -26,16 +26,11 @@ pytestmark = [
 ]
 
 
-def _server_url() -> str:
-    base = os.environ.get("TEST_DATABASE_URL", "").rstrip("/")
-    return base.rsplit("/", 1)[0] if base.count("/") > 2 else base
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     prefix = f"t_cluster_{uuid.uuid4().hex[:8]}"
     c = Cluster(
-        pg_url=_server_url(),
+        pg_url=server_url(os.environ["TEST_DATABASE_URL"]),
         workdir=Path(tmp_path_factory.mktemp("cluster")),
         replicas=3,
         order_port=free_port(),
@@ -48,11 +43,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield c
     finally:
         c.stop()
-        engine = sa.create_engine(normalise_url(f"{_server_url()}/postgres"), isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            for name in ("inventory", "orders"):
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{prefix}_{name}" WITH (FORCE)')
-        engine.dispose()
+        for name in ("inventory", "orders"):
+            drop_database(os.environ["TEST_DATABASE_URL"], f"{prefix}_{name}")
 
 
 @pytest.fixture
@@ -126,7 +118,7 @@ def test_rolling_restart_is_invisible_to_a_client(cluster: Cluster, cluster_api:
     for t in threads:
         t.start()
     try:
-        cluster.rolling_restart(cluster.inventory + cluster.order)
+        rolling_restart(cluster, cluster.inventory + cluster.order)
     finally:
         stop.set()
         for t in threads:
@@ -137,3 +129,25 @@ def test_rolling_restart_is_invisible_to_a_client(cluster: Cluster, cluster_api:
     stock = cluster_api.product(product)
     assert stock["available_quantity"] == 100_000 - placed
     assert stock["reserved_quantity"] == placed
+
+
+def rolling_restart(cluster: Cluster, replicas: list[ServiceProcess]) -> None:
+    """What the kubelet does: replace each replica in turn. SIGTERM (it drains: not ready, still serving),
+    wait until HAProxy has taken it out, wait for it to exit, start the new one, wait until it is UP again."""
+    for replica in replicas:
+        replica.signal(signal.SIGTERM)
+        wait_until(
+            lambda r=replica: cluster.server_state(r.name).startswith("DOWN"),
+            30,
+            f"{replica.name} DOWN",
+            ignoring=(OSError, KeyError),
+        )
+        code = replica.wait(timeout=60)
+        assert code == 0, f"{replica.name} exited with {code}"
+        replica.start()
+        wait_until(
+            lambda r=replica: cluster.server_state(r.name) == "UP",
+            60,
+            f"{replica.name} UP",
+            ignoring=(OSError, KeyError),
+        )

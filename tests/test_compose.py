@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import requests
 
+from local.processes import ROOT, free_port, migrate, wait_until
 from tests.manifests import (
     INVENTORY,
     MUST_SET,
@@ -27,7 +28,7 @@ from tests.manifests import (
     interpolate,
     pod_spec,
 )
-from tests.topology import ROOT, Process, base_env, free_port, migrate, wait_until
+from tests.topology import Process, base_env
 
 APPS = {
     "inventory-migrate": (INVENTORY, "migrate"),

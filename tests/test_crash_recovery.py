@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from local.processes import is_ready, wait_until
 from tests.markers import ENGINES
 from tests.saga_helpers import (
     all_orders,
@@ -18,7 +19,6 @@ from tests.saga_helpers import (
     saga_stack,
 )
 from tests.stack_client import Api
-from tests.topology import is_ready, wait_until
 
 INITIAL = 10
 

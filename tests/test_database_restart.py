@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from local.processes import free_port
 from tests.saga_helpers import OrderStream, assert_recovered, saga_stack
 from tests.stack_client import Api
-from tests.topology import free_port
 
 INITIAL = 100_000
 

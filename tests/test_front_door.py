@@ -24,8 +24,9 @@ import orjson
 import pytest
 import requests
 
+from local.processes import descendants, wait_until
 from tests.stack_client import Api
-from tests.topology import Process, Stack, descendants, stack, wait_until
+from tests.topology import Process, Stack, stack
 
 SLOWLORIS = 256
 # At least 4 x the app threads of one service (WEB_CONCURRENCY 2 x THREADS 8 in tests), and at least 64.

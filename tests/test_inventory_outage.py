@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from local.processes import wait_until
 from tests.markers import ENGINES
 from tests.saga_helpers import all_orders, assert_recovered, audit, saga_stack
 from tests.stack_client import Api
-from tests.topology import wait_until
 
 INITIAL = 50
 REFUSED_CALLS = 8

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from local.processes import wait_until
 from tests.markers import ENGINES
 from tests.saga_helpers import OrderStream, assert_recovered, saga_stack
 from tests.stack_client import Api
-from tests.topology import wait_until
 
 INITIAL = 100_000
 

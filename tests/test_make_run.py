@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.topology import ROOT, descendants, free_port, is_ready, wait_until
+from local.processes import ROOT, descendants, free_port, is_ready, wait_until
 
 
 def _alive(pid: int) -> bool:

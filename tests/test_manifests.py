@@ -23,6 +23,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from local.processes import ROOT, free_port, wait_until
 from tests.manifests import (
     INVENTORY,
     K8S,
@@ -50,7 +51,7 @@ from tests.manifests import (
     service_of,
 )
 from tests.markers import ENGINES
-from tests.topology import ROOT, Database, Process, free_port, wait_until
+from tests.topology import Database, Process
 
 SERVICE_DEPLOYMENTS = {INVENTORY.name: INVENTORY, ORDER.name: ORDER}
 APP_UID = 10001

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.topology import ADMIN_TOKEN, ROOT, SERVICE_TOKEN, Stack
+from local.processes import ROOT
+from tests.topology import ADMIN_TOKEN, SERVICE_TOKEN, Stack
 
 CONFIG = ROOT / "tests" / "schemathesis.toml"
 MAX_TIME = int(os.environ.get("SCHEMATHESIS_MAX_TIME", "20"))

@@ -12,8 +12,9 @@ import pytest
 import requests
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from local.processes import free_port, wait_until
 from tests.stack_client import Api
-from tests.topology import Stack, free_port, stack, wait_until
+from tests.topology import Stack, stack
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 

@@ -1,56 +1,32 @@
-"""Real processes for integration tests: each service started with its production server (`python -m
-<service> serve`), on free loopback ports, against a fresh database (SQLite files in a temp dir, or a
-PostgreSQL database of its own). Used by conftest.py fixtures and by tests that kill and restart."""
+"""The process tests' stack: each service started as it runs in production (`python -m <service> serve`,
+through local.processes), on free loopback ports, against a fresh database (SQLite files in a temp dir,
+or a PostgreSQL database of its own). Used by conftest.py fixtures and by tests that kill and restart."""
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import requests
 import sqlalchemy as sa
 
-from local.cluster import free_port, spawn, wait_or_kill
+from local.processes import (
+    ServiceProcess,
+    create_database,
+    drop_database,
+    free_port,
+    listeners,
+    migrate,
+    server_url,
+    wait_until,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
 SERVICE_TOKEN = "test-service-token"
 ADMIN_TOKEN = "test-admin-token"
-
-
-def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.1, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def listeners(port: int) -> int:
-    """Sockets listening on `port` (each server worker has its own, with SO_REUSEPORT)."""
-    count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with suppress(FileNotFoundError), open(table) as f:
-            for line in f.readlines()[1:]:
-                local, state = line.split()[1], line.split()[3]
-                count += state == "0A" and int(local.rsplit(":", 1)[1], 16) == port
-    return count
-
-
-def is_ready(url: str) -> bool:
-    try:
-        return requests.get(f"{url}/health/ready", timeout=1).status_code == 200
-    except requests.RequestException:
-        return False
 
 
 class Database:
@@ -58,26 +34,13 @@ class Database:
 
     def __init__(self, kind: str, workdir: Path, name: str) -> None:
         self.kind = kind
+        self._server: str | None = None
         if kind == "sqlite":
             self.url = f"sqlite:///{workdir / (name + '.db')}"
-            self._admin_url = None
         else:
-            base = os.environ["TEST_DATABASE_URL"].rstrip("/")
-            server = base.rsplit("/", 1)[0] if base.count("/") > 2 else base
+            self._server = server_url(os.environ["TEST_DATABASE_URL"])
             self.dbname = f"t_{name}_{uuid.uuid4().hex[:10]}"
-            self._admin_url = f"{server}/postgres"
-            self.url = f"{server}/{self.dbname}"
-            self._admin(f'CREATE DATABASE "{self.dbname}"')
-
-    def _admin(self, statement: str) -> None:
-        from service_common.storage import normalise_url
-
-        engine = sa.create_engine(normalise_url(self._admin_url or ""), isolation_level="AUTOCOMMIT")
-        try:
-            with engine.connect() as conn:
-                conn.exec_driver_sql(statement)
-        finally:
-            engine.dispose()
+            self.url = create_database(self._server, self.dbname)
 
     def engine(self) -> sa.Engine:
         from service_common.storage import create_db_engine
@@ -85,80 +48,28 @@ class Database:
         return create_db_engine(self.url)
 
     def drop(self) -> None:
-        if self._admin_url:
-            self._admin(f'DROP DATABASE IF EXISTS "{self.dbname}" WITH (FORCE)')
+        if self._server:
+            drop_database(self._server, self.dbname)
 
 
-@dataclass
-class Process:
-    """One service process (a replica or a worker) that a test can kill and start again."""
+class Process(ServiceProcess):
+    """A service process as the tests use it: a server is waited for until ready unless told otherwise."""
 
-    module: str
-    command: str
-    env: dict[str, str]
-    log: Path
-    port: int | None = None
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, wait: bool = True) -> Process:
-        self.proc = spawn(self.module, self.command, self.env, self.log)
-        if wait and self.command == "serve":
+    def start(self, wait: bool = True, timeout: float = 30) -> Process:
+        serve = wait and self.command == "serve"
+        super().start(wait=serve, timeout=timeout)
+        if serve:
             # Ready, and every worker listening: a worker binds once its app is built, so the first answer
             # may come while another worker is still starting.
             workers = int(self.env.get("WEB_CONCURRENCY", "2"))
             assert self.port is not None
             port = self.port
-            wait_until(
-                lambda: self.alive() and is_ready(self.url) and listeners(port) >= workers,
-                what=f"{self.module} on {self.port} to be ready",
-            )
+            wait_until(lambda: listeners(port) >= workers, timeout, f"{self.module}'s {workers} workers on {port}")
         return self
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(sig)
-        return wait_or_kill(self.proc, timeout)
-
-    def kill(self) -> None:
-        """SIGKILL the server and its worker processes: nothing gets to clean up."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        # Freeze the master first. A running master replaces each worker it sees die, and a worker
-        # forked after the list below was taken would survive the kill, still holding the port (and
-        # answering, so a restart on that port could be "ready" before it even bound).
-        with suppress(ProcessLookupError):
-            os.kill(self.proc.pid, signal.SIGSTOP)
-        for pid in descendants(self.proc.pid):
-            _kill(pid)
-        _kill(self.proc.pid)
-        self.proc.wait()
 
     def wait_exit(self, timeout: float = 30) -> int:
         assert self.proc is not None
         return self.proc.wait(timeout=timeout)
-
-
-def _kill(pid: int) -> None:
-    with suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-
-
-def descendants(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
-    children = [int(p) for p in out.split()]
-    return children + [d for c in children for d in descendants(c)]
-
-
-def migrate(module: str, env: dict[str, str]) -> None:
-    subprocess.run([sys.executable, "-m", module, "migrate"], env=env, check=True, capture_output=True)
 
 
 def base_env(**extra: str) -> dict[str, str]:
