@@ -24,9 +24,10 @@ run: install
 test: install
 	$(BIN)/python -m pytest
 
-## The fast layer only (tests/fast: both apps in-process, no servers): the edit-run loop, in seconds.
+## The fast layer only (tests/fast: both apps in-process, no servers) on SQLite: the edit-run loop, in seconds.
+## (make test runs it on PostgreSQL too.)
 test-fast: install
-	$(BIN)/python -m pytest tests/fast -q
+	$(BIN)/python -m pytest tests/fast -q -k sqlite
 
 lint: install
 	$(BIN)/ruff check .

@@ -243,11 +243,12 @@ def _admin(server: str, statement: str, parameters: dict[str, str] | None = None
         engine.dispose()
 
 
-def create_database(server: str, name: str, *, if_missing: bool = False) -> str:
-    """Create database `name` on the server (left as it is if it exists and `if_missing`); its URL."""
+def create_database(server: str, name: str, *, if_missing: bool = False, template: str | None = None) -> str:
+    """Create database `name` on the server (left as it is if it exists and `if_missing`; a copy of
+    `template` when given); its URL."""
     exists = if_missing and _admin(server, "SELECT 1 FROM pg_database WHERE datname = :n", {"n": name}) is not None
     if not exists:
-        _admin(server, f'CREATE DATABASE "{name}"')
+        _admin(server, f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     return f"{server_url(server)}/{name}"
 
 

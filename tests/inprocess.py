@@ -1,14 +1,16 @@
 """The fast layer: both services built in this process by their factories, create_app(settings), each on
-its own SQLite file, and spoken to through Flask's test client. The order service's inventory client
+its own database (a SQLite file; with TEST_DATABASE_URL also a PostgreSQL database), and spoken to through
+Flask's test client. The order service's inventory client
 reaches the inventory app through WsgiTransport instead of a socket, so a saga step runs the real code
 of both services in one thread, in milliseconds.
 
-Databases are migrated once per session into template files and copied for each test.
+Databases are migrated once per session into templates and copied for each test.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -25,6 +27,7 @@ from werkzeug.test import TestResponse
 import inventory_service
 import order_service
 from inventory_service.settings import Settings as InventorySettings
+from local.processes import create_database, drop_database, server_url
 from order_service.saga import OrderSaga
 from order_service.settings import Settings as OrderSettings
 from service_common.storage import run_migrations, writing
@@ -65,12 +68,53 @@ class WsgiTransport:
         return WsgiAnswer(response.status_code, response.get_data())
 
 
-def migrated_templates(workdir: Path) -> tuple[Path, Path]:
-    """An order and an inventory database at head, to be copied for each test."""
-    order_db, inventory_db = workdir / "orders.db", workdir / "inventory.db"
-    run_migrations(order_service.MIGRATIONS, f"sqlite:///{order_db}")
-    run_migrations(inventory_service.MIGRATIONS, f"sqlite:///{inventory_db}")
-    return order_db, inventory_db
+@dataclass
+class Templates:
+    """An order and an inventory database at head, copied for each test: SQLite files copied, or
+    PostgreSQL databases created from them as templates (CREATE DATABASE … TEMPLATE, a file copy)."""
+
+    kind: str
+    workdir: Path
+    server: str | None = None
+    names: tuple[str, str] = ("orders", "inventory")
+
+    @classmethod
+    def migrated(cls, kind: str, workdir: Path) -> Templates:
+        if kind == "sqlite":
+            templates = cls(kind, workdir)
+        else:
+            prefix = f"t_fast_{uuid.uuid4().hex[:8]}"
+            templates = cls(kind, workdir, server_url(os.environ["TEST_DATABASE_URL"]), (f"{prefix}_o", f"{prefix}_i"))
+            for name in templates.names:
+                create_database(templates.server or "", name)
+        run_migrations(order_service.MIGRATIONS, templates.url(templates.names[0], workdir))
+        run_migrations(inventory_service.MIGRATIONS, templates.url(templates.names[1], workdir))
+        return templates
+
+    def url(self, name: str, workdir: Path) -> str:
+        return f"sqlite:///{workdir / name}.db" if self.server is None else f"{self.server}/{name}"
+
+    @contextmanager
+    def copies(self, workdir: Path) -> Iterator[tuple[str, str]]:
+        """(order URL, inventory URL) of fresh copies, dropped afterwards."""
+        if self.server is None:
+            for name in self.names:
+                shutil.copyfile(self.workdir / f"{name}.db", workdir / f"{name}.db")
+            yield self.url(self.names[0], workdir), self.url(self.names[1], workdir)
+            return
+        copies = [f"{name}_{uuid.uuid4().hex[:8]}" for name in self.names]
+        for copy, template in zip(copies, self.names, strict=True):
+            create_database(self.server, copy, template=template)
+        try:
+            yield self.url(copies[0], workdir), self.url(copies[1], workdir)
+        finally:
+            for copy in copies:
+                drop_database(self.server, copy)
+
+    def drop(self) -> None:
+        if self.server is not None:
+            for name in self.names:
+                drop_database(self.server, name)
 
 
 @dataclass
@@ -155,25 +199,23 @@ def _ago(seconds: float) -> dt.datetime:
 
 
 @contextmanager
-def services(
-    templates: tuple[Path, Path], workdir: Path, order_env: dict[str, Any] | None = None
-) -> Iterator[Services]:
+def services(templates: Templates, workdir: Path, order_env: dict[str, Any] | None = None) -> Iterator[Services]:
     """Both services on fresh copies of the template databases; engines disposed afterwards."""
-    order_db, inventory_db = workdir / "orders.db", workdir / "inventory.db"
-    shutil.copyfile(templates[0], order_db)
-    shutil.copyfile(templates[1], inventory_db)
+    with templates.copies(workdir) as (order_db, inventory_db):
+        yield from _services(order_db, inventory_db, workdir, order_env)
+
+
+def _services(order_db: str, inventory_db: str, workdir: Path, order_env: dict[str, Any] | None) -> Iterator[Services]:
     common: dict[str, Any] = {
         "service_token": SERVICE_TOKEN,
         "admin_token": ADMIN_TOKEN,
         "port": 0,
         "scratch_dir": workdir,
     }
-    inventory = inventory_service.create_app(
-        InventorySettings(**{**common, "database_url": f"sqlite:///{inventory_db}"})
-    )
+    inventory = inventory_service.create_app(InventorySettings(**{**common, "database_url": inventory_db}))
     transport = WsgiTransport(inventory)
     order_settings = OrderSettings(
-        **{**common, "database_url": f"sqlite:///{order_db}", "inventory_url": INVENTORY_URL, **(order_env or {})}
+        **{**common, "database_url": order_db, "inventory_url": INVENTORY_URL, **(order_env or {})}
     )
     order = order_service.create_app(order_settings, inventory_transport=transport)
     try:

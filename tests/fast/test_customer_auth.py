@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from werkzeug.test import TestResponse
 
-from tests.inprocess import ADMIN, Services, services
+from tests.inprocess import ADMIN, Services, Templates, services
 
 AUDIENCE = "order-service"
 _KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -33,7 +33,7 @@ def bearer(value: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def jwt_apps(templates: tuple[Path, Path], tmp_path: Path) -> Iterator[Services]:
+def jwt_apps(templates: Templates, tmp_path: Path) -> Iterator[Services]:
     public = tmp_path / "customers.pem"
     public.write_bytes(
         _KEY.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.inprocess import ADMIN, SERVICE, services
+from tests.inprocess import ADMIN, SERVICE, Templates, services
 
 
-def test_quantity_limits_come_from_the_settings_in_answers_and_documents(
-    templates: tuple[Path, Path], tmp_path: Path
-) -> None:
+def test_quantity_limits_come_from_the_settings_in_answers_and_documents(templates: Templates, tmp_path: Path) -> None:
     with services(templates, tmp_path, {"max_quantity": 7}) as apps:
         product = apps.new_product(100)
         r = apps.place(product, 8)
@@ -23,7 +21,7 @@ def test_quantity_limits_come_from_the_settings_in_answers_and_documents(
         assert doc["components"]["schemas"]["CreateOrderRequest"]["properties"]["quantity"]["maximum"] == 7
 
 
-def test_inventory_limits_are_documented_as_configured(templates: tuple[Path, Path], tmp_path: Path) -> None:
+def test_inventory_limits_are_documented_as_configured(templates: Templates, tmp_path: Path) -> None:
     with services(templates, tmp_path) as apps:
         schemas = apps.inventory.test_client().get("/openapi.json").json["components"]["schemas"]
         assert schemas["ReserveRequest"]["properties"]["quantity"]["maximum"] == 10_000
@@ -40,7 +38,7 @@ def test_inventory_limits_are_documented_as_configured(templates: tuple[Path, Pa
 
 
 def test_a_body_that_breaks_the_schema_is_answered_the_schema_errors_first(
-    templates: tuple[Path, Path], tmp_path: Path
+    templates: Templates, tmp_path: Path
 ) -> None:
     with services(templates, tmp_path) as apps:
         r = apps.order.test_client().post("/orders", json={"product_id": "P001", "quantity": 10_001, "extra": 1})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.inprocess import Services, services
+from tests.inprocess import Services, Templates, services
 
 
 def test_an_order_is_confirmed_with_its_prices_and_holds_the_stock(apps: Services) -> None:
@@ -63,7 +63,7 @@ def test_a_lost_reserve_answer_is_retried_and_confirms_once(apps: Services) -> N
     assert apps.stock(product) == (3, 2)
 
 
-def test_inventory_refusing_our_token_fails_the_order(templates: tuple[Path, Path], tmp_path: Path) -> None:
+def test_inventory_refusing_our_token_fails_the_order(templates: Templates, tmp_path: Path) -> None:
     """A 401 from inventory is our fault, not the client's: the order fails (503), it is not rejected."""
     with services(templates, tmp_path, {"service_token": "not-the-service-token"}) as apps:
         product = apps.new_product(5)
