@@ -24,9 +24,10 @@ import pytest
 import requests
 from playwright.sync_api import BrowserContext, Dialog, Page, Playwright, ViewportSize, expect, sync_playwright
 
+from local.processes import ROOT
 from tests.browser import chromium
-from tests.conftest import Api
-from tests.topology import ADMIN_TOKEN, ROOT, Stack, stack
+from tests.stack_client import Api
+from tests.topology import ADMIN_TOKEN, Stack, stack
 
 AXE = ROOT / "tests" / "vendor" / "axe-core" / "axe.min.js"
 AXE_SHA256 = "29348999450cdf2849a8e70b7912fc2da85a849da39c0d0d5394f51d4a9ed95c"  # axe-core 4.14.1
@@ -51,7 +52,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="module")
-def api(live: Stack) -> Api:
+def live_api(live: Stack) -> Api:
     return Api.of(live)
 
 
@@ -141,20 +142,20 @@ def console(browser: BrowserContext, live: Stack) -> Iterator[Console]:
 NAME, PRICE, AVAILABLE, RESERVED, SOLD = 1, 2, 3, 4, 5
 
 
-def _product(api: Api, quantity: int, name: str = "Console test product", price: float = 12.5) -> str:
+def _product(live_api: Api, quantity: int, name: str = "Console test product", price: float = 12.5) -> str:
     product_id = f"T{uuid.uuid4().hex[:10]}"
-    r = api.http.post(
-        f"{api.inventory_url}/inventory",
+    r = live_api.http.post(
+        f"{live_api.inventory_url}/inventory",
         json={"product_id": product_id, "name": name, "price": price, "quantity": quantity},
-        headers=api.admin,
+        headers=live_api.admin,
         timeout=10,
     )
     assert r.status_code == 201, r.text
     return product_id
 
 
-def _order(api: Api, product_id: str, quantity: int, customer: str = "C-console") -> str:
-    r = api.place(product_id, quantity, customer)
+def _order(live_api: Api, product_id: str, quantity: int, customer: str = "C-console") -> str:
+    r = live_api.place(product_id, quantity, customer)
     assert r.status_code == 201, r.text
     return str(r.json()["order_id"])
 
@@ -162,13 +163,13 @@ def _order(api: Api, product_id: str, quantity: int, customer: str = "C-console"
 # --- sign-in -------------------------------------------------------------------------------------------
 
 
-def test_sign_in_shows_the_seeded_products_and_a_restock_changes_the_number(console: Console, api: Api) -> None:
+def test_sign_in_shows_the_seeded_products_and_a_restock_changes_the_number(console: Console, live_api: Api) -> None:
     console.signed_in()
     page = console.page
     for product_id, name in (("P001", "Laptop"), ("P002", "Wireless Mouse"), ("P003", "USB-C Cable")):
         expect(console.stock_cell(product_id, NAME)).to_have_text(name)
     expect(console.stock_row("P004")).to_be_visible()
-    before = api.product("P003")["available_quantity"]
+    before = live_api.product("P003")["available_quantity"]
     expect(console.stock_cell("P003", AVAILABLE)).to_have_text(str(before))
 
     page.get_by_role("button", name="Restock USB-C Cable (P003)").click()
@@ -178,7 +179,7 @@ def test_sign_in_shows_the_seeded_products_and_a_restock_changes_the_number(cons
 
     expect(console.stock_cell("P003", AVAILABLE)).to_have_text(str(before + 25))
     expect(page.locator("#notice")).to_have_text(f"Restocked USB-C Cable (P003): {before + 25} available.")
-    assert api.product("P003")["available_quantity"] == before + 25
+    assert live_api.product("P003")["available_quantity"] == before + 25
     console.shot("stock")
     console.clean()
 
@@ -240,8 +241,8 @@ def test_sign_out_forgets_the_token_and_clears_the_page(console: Console) -> Non
 # --- stock ---------------------------------------------------------------------------------------------
 
 
-def test_a_price_change_is_confirmed_first_and_going_back_changes_nothing(console: Console, api: Api) -> None:
-    product_id = _product(api, 40, name="Desk Lamp", price=39.99)
+def test_a_price_change_is_confirmed_first_and_going_back_changes_nothing(console: Console, live_api: Api) -> None:
+    product_id = _product(live_api, 40, name="Desk Lamp", price=39.99)
     console.signed_in()
     page = console.page
     expect(console.stock_cell(product_id, PRICE)).to_have_text("39.99")
@@ -250,19 +251,19 @@ def test_a_price_change_is_confirmed_first_and_going_back_changes_nothing(consol
     page.get_by_label("New price").fill("34.5")
     page.get_by_role("button", name="Review").click()
     console.confirm("from 39.99 to 34.50", "Go back")
-    assert api.product(product_id)["price"] == 39.99
+    assert live_api.product(product_id)["price"] == 39.99
 
     page.get_by_role("button", name=f"Change price of Desk Lamp ({product_id})").click()
     page.get_by_label("New price").fill("34.5")
     page.get_by_role("button", name="Review").click()
     console.confirm("Orders already placed keep their price.", "Change the price")
     expect(console.stock_cell(product_id, PRICE)).to_have_text("34.50")
-    assert api.product(product_id)["price"] == 34.5
+    assert live_api.product(product_id)["price"] == 34.5
     console.clean()
 
 
-def test_low_stock_is_highlighted(console: Console, api: Api) -> None:
-    low, plenty = _product(api, 10), _product(api, 11)  # CONSOLE_LOW_STOCK is 10 by default
+def test_low_stock_is_highlighted(console: Console, live_api: Api) -> None:
+    low, plenty = _product(live_api, 10), _product(live_api, 11)  # CONSOLE_LOW_STOCK is 10 by default
     console.signed_in()
     expect(console.stock_row(low)).to_have_class("low")
     expect(console.stock_cell(low, AVAILABLE)).to_have_text("10Low")
@@ -274,12 +275,12 @@ def test_low_stock_is_highlighted(console: Console, api: Api) -> None:
 
 
 def test_an_order_placed_through_the_api_is_found_cancelled_and_its_stock_comes_back(
-    console: Console, api: Api
+    console: Console, live_api: Api
 ) -> None:
-    product_id = _product(api, 20, price=12.5)
+    product_id = _product(live_api, 20, price=12.5)
     customer = f"C-{uuid.uuid4().hex[:8]}"
-    order_id = _order(api, product_id, 3, customer)
-    assert api.product(product_id)["available_quantity"] == 17
+    order_id = _order(live_api, product_id, 3, customer)
+    assert live_api.product(product_id)["available_quantity"] == 17
 
     console.signed_in()
     console.go("Orders")
@@ -310,17 +311,17 @@ def test_an_order_placed_through_the_api_is_found_cancelled_and_its_stock_comes_
     console.go("Stock")
     expect(console.stock_cell(product_id, AVAILABLE)).to_have_text("20")
     expect(console.stock_cell(product_id, RESERVED)).to_have_text("0")
-    assert api.order(order_id)["status"] == "cancelled"
-    assert api.product(product_id)["available_quantity"] == 20
+    assert live_api.order(order_id)["status"] == "cancelled"
+    assert live_api.product(product_id)["available_quantity"] == 20
     console.clean()
 
 
-def test_orders_are_filtered_by_state_and_customer_and_paged_newest_first(console: Console, api: Api) -> None:
-    product_id = _product(api, 100)
+def test_orders_are_filtered_by_state_and_customer_and_paged_newest_first(console: Console, live_api: Api) -> None:
+    product_id = _product(live_api, 100)
     customer = f"C-{uuid.uuid4().hex[:8]}"
-    placed = [_order(api, product_id, 1, customer) for _ in range(23)]
+    placed = [_order(live_api, product_id, 1, customer) for _ in range(23)]
     for order_id in placed[:2]:
-        assert api.cancel(order_id).status_code == 200
+        assert live_api.cancel(order_id).status_code == 200
     console.signed_in()
     console.go("Orders")
     page = console.page
@@ -342,9 +343,9 @@ def test_orders_are_filtered_by_state_and_customer_and_paged_newest_first(consol
     console.clean()
 
 
-def test_fulfilling_an_order_in_the_console_counts_it_sold(console: Console, api: Api) -> None:
-    product_id = _product(api, 20)
-    order_id = _order(api, product_id, 4)
+def test_fulfilling_an_order_in_the_console_counts_it_sold(console: Console, live_api: Api) -> None:
+    product_id = _product(live_api, 20)
+    order_id = _order(live_api, product_id, 4)
     console.signed_in()
     console.open(f"#order/{order_id}")
     page = console.page
@@ -358,37 +359,37 @@ def test_fulfilling_an_order_in_the_console_counts_it_sold(console: Console, api
     expect(console.stock_cell(product_id, SOLD)).to_have_text("4")
     expect(console.stock_cell(product_id, AVAILABLE)).to_have_text("16")
     expect(console.stock_cell(product_id, RESERVED)).to_have_text("0")
-    assert api.order(order_id)["status"] == "fulfilled"
+    assert live_api.order(order_id)["status"] == "fulfilled"
     console.clean()
 
 
-def test_an_action_the_service_refuses_shows_its_409_and_message(console: Console, api: Api) -> None:
-    product_id = _product(api, 10)
-    order_id = _order(api, product_id, 1)
+def test_an_action_the_service_refuses_shows_its_409_and_message(console: Console, live_api: Api) -> None:
+    product_id = _product(live_api, 10)
+    order_id = _order(live_api, product_id, 1)
     console.signed_in()
     console.open(f"#order/{order_id}")
     page = console.page
     expect(page.get_by_role("button", name="Cancel order")).to_be_enabled()
     # Another operator fulfils it first; this page's view is frozen as it was (its refreshes fail).
     page.route(f"**/orders/{order_id}", lambda r: r.abort() if r.request.method == "GET" else r.continue_())
-    assert api.fulfil(order_id).status_code == 200
+    assert live_api.fulfil(order_id).status_code == 200
     page.get_by_role("button", name="Cancel order").click()
     console.confirm(f"Cancel order {order_id}?", "Cancel the order")
     expect(page.locator("#order-outcome")).to_have_text(f"Refused: 409 not_cancellable: Order {order_id} is fulfilled.")
-    assert api.order(order_id)["status"] == "fulfilled"
+    assert live_api.order(order_id)["status"] == "fulfilled"
     page.unroute(f"**/orders/{order_id}")
     console.errors = [e for e in console.errors if "ERR_FAILED" not in e]  # the aborted refreshes
     console.clean(409)
 
 
-def test_the_console_refreshes_itself_without_a_reload(console: Console, api: Api) -> None:
+def test_the_console_refreshes_itself_without_a_reload(console: Console, live_api: Api) -> None:
     console.signed_in()
     console.go("Orders")
     page = console.page
     expect(page.locator("#orders-summary")).not_to_be_empty()
     navigations = []
     page.on("framenavigated", lambda frame: navigations.append(frame.url))
-    order_id = _order(api, "P002", 1)
+    order_id = _order(live_api, "P002", 1)
     expect(page.locator(f'#orders-table tr[data-order="{order_id}"]')).to_be_visible(timeout=WAIT)
     assert navigations == []
     console.clean()
@@ -420,11 +421,11 @@ def test_a_slow_service_never_gets_a_second_refresh_alongside_the_first(console:
 # --- saga health and the audit -------------------------------------------------------------------------
 
 
-def test_saga_health_counts_orders_by_state(console: Console, api: Api) -> None:
+def test_saga_health_counts_orders_by_state(console: Console, live_api: Api) -> None:
     console.signed_in()
     console.go("Saga health")
     page = console.page
-    confirmed = api.orders(status="confirmed", limit=1)["total_count"]
+    confirmed = live_api.orders(status="confirmed", limit=1)["total_count"]
     row = page.locator("#health-counts tbody tr").filter(has_text="confirmed")
     expect(row.locator("td").nth(1)).to_have_text(str(confirmed))
     expect(page.locator("#health-inflight")).to_have_text("0")
@@ -434,8 +435,10 @@ def test_saga_health_counts_orders_by_state(console: Console, api: Api) -> None:
     console.clean()
 
 
-def test_an_audit_discrepancy_written_into_the_database_is_reported(console: Console, api: Api, live: Stack) -> None:
-    product_id = _product(api, 30)
+def test_an_audit_discrepancy_written_into_the_database_is_reported(
+    console: Console, live_api: Api, live: Stack
+) -> None:
+    product_id = _product(live_api, 30)
     console.signed_in()
     console.go("Saga health")
     page = console.page
@@ -472,9 +475,9 @@ def test_an_audit_discrepancy_written_into_the_database_is_reported(console: Con
 # --- escaping, CSP, keyboard, accessibility ---------------------------------------------------------------
 
 
-def test_a_hostile_product_name_renders_as_text_and_no_dialog_fires(console: Console, api: Api) -> None:
-    product_id = _product(api, 5, name=HOSTILE)
-    order_id = _order(api, product_id, 1)
+def test_a_hostile_product_name_renders_as_text_and_no_dialog_fires(console: Console, live_api: Api) -> None:
+    product_id = _product(live_api, 5, name=HOSTILE)
+    order_id = _order(live_api, product_id, 1)
     console.signed_in()
     page = console.page
     expect(console.stock_cell(product_id, NAME)).to_have_text(HOSTILE)
@@ -522,8 +525,8 @@ def _tab_to(page: Page, selector: str, most: int = 60, backwards: bool = False) 
     raise AssertionError(f"{selector} is not reachable with the keyboard")
 
 
-def test_the_console_works_from_the_keyboard_alone(console: Console, api: Api) -> None:
-    product_id = _product(api, 8)
+def test_the_console_works_from_the_keyboard_alone(console: Console, live_api: Api) -> None:
+    product_id = _product(live_api, 8)
     console.open()
     page = console.page
     _tab_to(page, "#token")
@@ -578,10 +581,10 @@ def test_axe_core_is_the_pinned_vendored_release() -> None:
 
 
 @pytest.mark.parametrize("viewport", VIEWPORTS)
-def test_axe_core_finds_no_serious_or_critical_violations(console: Console, api: Api, viewport: str) -> None:
+def test_axe_core_finds_no_serious_or_critical_violations(console: Console, live_api: Api, viewport: str) -> None:
     page = console.page
     page.set_viewport_size(VIEWPORTS[viewport])
-    order_id = _order(api, "P002", 1)
+    order_id = _order(live_api, "P002", 1)
     found: dict[str, list[dict[str, Any]]] = {}
     console.open()
     expect(page.locator("#view-signin")).to_be_visible()

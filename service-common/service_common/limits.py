@@ -35,15 +35,18 @@ class LimitedModel(BaseModel):
     """A request model whose AtMost fields are held to the app's settings once the schema is satisfied
     (so a request that breaks the schema is answered the schema's errors, as before)."""
 
-    # Model name → field → setting, for every subclass with an AtMost field: what the document states.
-    bounded: ClassVar[dict[str, dict[str, str]]] = {}
+    # (Package, model name) → field → setting, for every subclass with an AtMost field: what each
+    # service's document states. Keyed by package: both services may be loaded in one process (the fast
+    # tests), and each has its own models, some of the same name.
+    bounded: ClassVar[dict[tuple[str, str], dict[str, str]]] = {}
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
         fields = bounds(cls)
-        # The document names models by class name, so two bounded models may not share one.
-        if fields and LimitedModel.bounded.setdefault(cls.__name__, fields) != fields:
+        key = (cls.__module__.split(".")[0], cls.__name__)
+        # A document names models by class name, so two bounded models of one service may not share one.
+        if fields and LimitedModel.bounded.setdefault(key, fields) != fields:
             raise TypeError(f"two request models named {cls.__name__} with different limits")
 
     @model_validator(mode="after")

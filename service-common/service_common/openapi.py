@@ -129,7 +129,8 @@ class ServiceOpenAPI(OpenAPI):
 
     def generate_spec_json(self) -> None:
         OpenAPI.generate_spec_json(self)
-        _state_limits(self.spec_json["components"]["schemas"], self.config["SETTINGS"])
+        package = self.import_name.replace("-", "_")  # "order-service": the order_service package's models
+        _state_limits(self.spec_json["components"]["schemas"], self.config["SETTINGS"], package)
         for path_item in self.spec_json["paths"].values():
             for operation in path_item.values():
                 # flask-openapi3 joins a docstring's lines with <br/>; the description is Markdown, where
@@ -143,9 +144,9 @@ class ServiceOpenAPI(OpenAPI):
                     del responses[self.validation_error_status]
 
 
-def _state_limits(schemas: dict[str, Any], settings: object) -> None:
-    """Each AtMost field's `maximum`: the value of its setting in the running app."""
-    for model, fields in LimitedModel.bounded.items():
-        if model in schemas:
+def _state_limits(schemas: dict[str, Any], settings: object, package: str) -> None:
+    """Each AtMost field's `maximum` in this service's models: the value of its setting in the running app."""
+    for (owner, model), fields in LimitedModel.bounded.items():
+        if owner == package and model in schemas:
             for field, setting in fields.items():
                 schemas[model]["properties"][field]["maximum"] = getattr(settings, setting)

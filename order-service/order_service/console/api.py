@@ -67,7 +67,8 @@ def saga_health(engine: sa.Engine, settings: Settings) -> dict[str, Any]:
     orders = storage.orders
     now = utcnow()
     with reading(engine) as conn:
-        counted = dict(conn.execute(sa.select(orders.c.status, sa.func.count()).group_by(orders.c.status)).all())
+        query = sa.select(orders.c.status, sa.func.count()).group_by(orders.c.status)
+        counted: dict[str, int] = {status: count for status, count in conn.execute(query)}
         oldest = conn.execute(
             sa.select(orders.c.id, orders.c.status, orders.c.updated_at)
             .where(orders.c.status.in_([state.value for state in UNFINISHED]))
