@@ -7,7 +7,8 @@ from pathlib import Path
 
 import requests
 
-from tests.topology import Process, base_env, free_port, migrate, wait_until
+from local.processes import free_port, migrate, wait_until
+from tests.topology import Process, base_env
 
 # Inventory calls that fail fast (nothing listens there), so the heartbeat interval is short:
 # max(WORKER_INTERVAL_SECONDS, worst inventory call 0.5 s + 2 s database margin) = 2.5 s, stale after 7.5 s.
