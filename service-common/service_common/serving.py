@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from a2wsgi.wsgi import build_environ
@@ -78,7 +78,8 @@ class BufferedFront:
             )
             return
 
-        environ = build_environ(scope, _NO_BODY)  # type: ignore[arg-type]
+        # a2wsgi types the environ as a closed TypedDict; WSGI's environ is open (PEP 3333).
+        environ = cast(dict[str, Any], build_environ(scope, _NO_BODY))  # type: ignore[arg-type]
         environ["wsgi.input"] = io.BytesIO(body)
         environ["wsgi.input_terminated"] = True  # the body is whole: werkzeug may read it to its end
         loop = asyncio.get_running_loop()
@@ -177,11 +178,11 @@ class _DrainingServer(MPServer):
             self.drain_flag.touch()
             log.info("SIGTERM: draining for %.1fs before stopping", self.drain_seconds)
             # The main loop keeps supervising workers meanwhile; the timer then stops it as granian would.
-            timer = threading.Timer(self.drain_seconds, lambda: MPServer.signal_handler_interrupt(self))
+            timer = threading.Timer(self.drain_seconds, super().signal_handler_interrupt)
             timer.daemon = True
             timer.start()
             return
-        super().signal_handler_interrupt(*args, **kwargs)
+        super().signal_handler_interrupt(*args, **kwargs)  # type: ignore[no-untyped-call]  # granian: untyped
 
     def _respawn_workers(self, workers: Any, spawn_target: Any, target_loader: Any, delay: float = 0) -> None:
         # granian stops the whole server when a worker dies twice within 5.5 s of being replaced, so a
