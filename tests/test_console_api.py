@@ -18,7 +18,7 @@ from order_service.domain import UNFINISHED, OrderStatus, format_order_id
 from service_common.storage import utcnow
 from tests.markers import ENGINES
 from tests.stack_client import Api
-from tests.topology import SERVICE_TOKEN, Stack, stack
+from tests.topology import SERVICE_TOKEN, Stack, stack, wait_until
 
 
 @pytest.fixture(scope="module", params=ENGINES)
@@ -175,3 +175,33 @@ def test_while_inventory_is_down_the_console_api_answers_503_and_says_to_check_a
         assert 'inventory_call_retries_total{operation="restock"}' not in retries  # ... never retried
     finally:
         live.inventory.start()
+
+
+def test_saga_health_lists_each_recovery_workers_heartbeat(live_api: Api, live: Stack) -> None:
+    """A running worker records its heartbeat in the order database; one that stopped beating is stale."""
+    engine = live.order_db.engine()
+    try:
+        with engine.begin() as conn:
+            then = utcnow() - dt.timedelta(minutes=10)
+            conn.execute(
+                storage.worker_heartbeats.insert().values(
+                    worker_id="gone-pod:1", started_at=then, beat_at=then, stale_after_seconds=45.0
+                )
+            )
+        assert live.worker is not None
+        live.worker.start()
+        try:
+            wait_until(
+                lambda: any(w["fresh"] for w in _get(live_api, "/admin/saga").json()["workers"]),
+                what="the worker's heartbeat",
+            )
+        finally:
+            live.worker.stop()
+        workers = {w["worker_id"]: w for w in _get(live_api, "/admin/saga").json()["workers"]}
+        assert workers["gone-pod:1"]["fresh"] is False and workers["gone-pod:1"]["age_seconds"] >= 600
+        (running,) = (w for worker_id, w in workers.items() if worker_id != "gone-pod:1")
+        assert running["fresh"] is True and running["stale_after_seconds"] > 0
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.delete(storage.worker_heartbeats))
+        engine.dispose()

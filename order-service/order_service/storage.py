@@ -196,3 +196,41 @@ def orders_for_audit(engine: Engine) -> list[OrderSummary]:
             sa.select(orders.c.id, orders.c.product_id, orders.c.quantity, orders.c.status, orders.c.updated_at)
         ).all()
     return [OrderSummary(r.id, r.product_id, r.quantity, OrderStatus(r.status), r.updated_at) for r in rows]
+
+
+# --- recovery workers' heartbeats ------------------------------------------------------------------------
+
+worker_heartbeats = sa.Table(
+    "worker_heartbeats",
+    metadata,
+    sa.Column("worker_id", sa.String(128), primary_key=True),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("beat_at", UTCDateTime, nullable=False),
+    sa.Column("stale_after_seconds", sa.Float, nullable=False),
+)
+
+# A worker that has not beaten for this long is gone (a replaced pod): its row is dropped.
+FORGET_WORKERS_AFTER = dt.timedelta(days=1)
+
+
+def record_heartbeat(engine: Engine, worker_id: str, started_at: dt.datetime, stale_after: float) -> None:
+    """Upsert this worker's heartbeat (an UPDATE first: the row exists on every beat but the first)."""
+    now = utcnow()
+    with writing(engine) as conn:
+        updated = conn.execute(
+            worker_heartbeats.update()
+            .where(worker_heartbeats.c.worker_id == worker_id)
+            .values(beat_at=now, stale_after_seconds=stale_after)
+        ).rowcount
+        if not updated:
+            conn.execute(worker_heartbeats.delete().where(worker_heartbeats.c.beat_at < now - FORGET_WORKERS_AFTER))
+            conn.execute(
+                worker_heartbeats.insert().values(
+                    worker_id=worker_id, started_at=started_at, beat_at=now, stale_after_seconds=stale_after
+                )
+            )
+
+
+def worker_heartbeat_rows(engine: Engine) -> list[sa.Row[Any]]:
+    with reading(engine) as conn:
+        return list(conn.execute(sa.select(worker_heartbeats).order_by(worker_heartbeats.c.worker_id)).all())

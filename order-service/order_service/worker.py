@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +29,7 @@ from order_service.inventory_client import InventoryRefused, InventoryUnavailabl
 from order_service.saga import OrderSaga
 from service_common.errors import register_error_handlers
 from service_common.jsonio import json_response
+from service_common.storage import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +55,39 @@ class Heartbeat:
         age = self.age()
         return age is not None and age <= STALE_AFTER_INTERVALS * self.interval
 
+    def stale_after(self) -> float:
+        return STALE_AFTER_INTERVALS * self.interval
+
     def report(self) -> dict[str, Any]:
         age = self.age()
         return {
             "heartbeat_age_seconds": None if age is None else round(age, 3),
-            "stale_after_seconds": STALE_AFTER_INTERVALS * self.interval,
+            "stale_after_seconds": self.stale_after(),
         }
+
+
+class PublishedHeartbeat:
+    """Also records the heartbeat in the order database (a row per worker process), at most every few
+    seconds, so the order service can show every worker's (GET /admin/saga, the console)."""
+
+    def __init__(self, heartbeat: Heartbeat, engine: Any) -> None:
+        self.heartbeat = heartbeat
+        self._engine = engine
+        self._worker_id = f"{socket.gethostname()}:{os.getpid()}"[:128]
+        self._started = utcnow()
+        self._every = min(5.0, heartbeat.interval / 2)
+        self._published: float | None = None
+
+    def beat(self) -> None:
+        self.heartbeat.beat()
+        now = time.monotonic()
+        if self._published is not None and now - self._published < self._every:
+            return
+        self._published = now
+        try:
+            storage.record_heartbeat(self._engine, self._worker_id, self._started, self.heartbeat.stale_after())
+        except Exception as exc:  # the database may be down; the loop's own probes still tell
+            log.warning("heartbeat not recorded", extra={"fields": {"reason": type(exc).__name__}})
 
 
 def probe_app(heartbeat: Heartbeat, ready_checks: Callable[[], dict[str, str]]) -> Flask:
@@ -160,10 +190,11 @@ def run_forever(saga: OrderSaga) -> int:
         "worker started",
         extra={"fields": {"grace_seconds": settings.recovery_grace_seconds, "heartbeat_interval": heartbeat.interval}},
     )
+    published = PublishedHeartbeat(heartbeat, saga.engine)
     while not stop.is_set():
-        heartbeat.beat()
+        published.beat()
         try:
-            run_pass(saga, heartbeat.beat)
+            run_pass(saga, published.beat)
         except Exception:  # a database outage must not end the worker; it retries next pass
             log.exception("worker pass failed")
         stop.wait(settings.worker_interval_seconds)

@@ -88,6 +88,17 @@ def saga_health(engine: sa.Engine, settings: Settings) -> dict[str, Any]:
             "age_seconds": round(max((now - oldest.updated_at).total_seconds(), 0.0), 1),
         },
         "recovery_grace_seconds": settings.recovery_grace_seconds,
+        "workers": [
+            {
+                "worker_id": row.worker_id,
+                "started_at": rfc3339(row.started_at),
+                "last_beat": rfc3339(row.beat_at),
+                "age_seconds": round(max((now - row.beat_at).total_seconds(), 0.0), 1),
+                "stale_after_seconds": row.stale_after_seconds,
+                "fresh": (now - row.beat_at).total_seconds() <= row.stale_after_seconds,
+            }
+            for row in storage.worker_heartbeat_rows(engine)
+        ],
         "checked_at": rfc3339(now),
     }
 

@@ -55,9 +55,21 @@ class InFlightOrder(BaseModel):
     age_seconds: float = Field(description="Seconds since then, by the order service's clock.")
 
 
+class WorkerHeartbeat(BaseModel):
+    worker_id: str = Field(description="The worker process: host name (the pod's name) and pid.")
+    started_at: Timestamp
+    last_beat: Timestamp
+    age_seconds: float = Field(description="Seconds since its last heartbeat was recorded.")
+    stale_after_seconds: float = Field(description="Age after which its own liveness probe fails.")
+    fresh: bool = Field(description="Its heartbeat is younger than stale_after_seconds.")
+
+
 class SagaHealth(BaseModel):
     counts: dict[str, int] = Field(description="Orders in each state, every state listed.")
     in_flight: int = Field(description="Orders between two steps: pending, failing, cancelling, fulfilling.")
     oldest_in_flight: InFlightOrder | None = Field(description="The in-flight order waiting longest; null if none.")
     recovery_grace_seconds: float = Field(description="Age after which the recovery worker finishes an order.")
+    workers: list[WorkerHeartbeat] = Field(
+        description="Every recovery worker that beat within the last day, by id; a stale one has stopped moving."
+    )
     checked_at: Timestamp

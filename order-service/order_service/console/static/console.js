@@ -460,11 +460,36 @@
 
   // --- saga health and the audit ----------------------------------------------------------------------------
 
+  function renderWorkers(workers) {
+    const card = $("health-worker");
+    if (workers.length === 0) {
+      card.textContent = "No recovery worker has recorded a heartbeat: none is running, so in-flight orders stay in flight.";
+      return;
+    }
+    card.replaceChildren(
+      el(
+        "ul",
+        {},
+        ...workers.map((w) =>
+          el(
+            "li",
+            {},
+            `${w.worker_id}: last heartbeat ${ago(w.age_seconds)} ago `,
+            w.fresh
+              ? el("span", { text: "(moving)" })
+              : el("span", { className: "overdue", text: `(stale: older than ${w.stale_after_seconds} s)` }),
+          ),
+        ),
+      ),
+    );
+  }
+
   async function loadHealth() {
     const result = await api("GET", "/admin/saga");
     if (result.status !== 200) throw failed(result);
     const h = result.data;
     $("health-inflight").textContent = String(h.in_flight);
+    renderWorkers(h.workers || []);
     const oldest = $("health-oldest");
     if (h.oldest_in_flight) {
       const o = h.oldest_in_flight;
@@ -628,7 +653,7 @@
     // Nothing read with the token stays on the page.
     for (const id of ["stock-table", "orders-table", "order-lines", "health-counts"]) $(id).tBodies[0].replaceChildren();
     for (const id of ["stock-summary", "orders-summary", "order-facts", "order-timeline", "order-outcome",
-      "health-inflight", "health-oldest", "audit-result"]) $(id).replaceChildren();
+      "health-inflight", "health-oldest", "health-worker", "audit-result"]) $(id).replaceChildren();
     notice("");
     for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
     history.replaceState(null, "", location.pathname);
@@ -640,10 +665,6 @@
   function start() {
     const select = $("filter-status");
     for (const s of STATES) select.append(el("option", { text: s, attrs: { value: s } }));
-    $("health-worker").textContent =
-      "No heartbeat here: the order service's API does not carry one (a worker reports it only to its own " +
-      "probes, which this page cannot reach). An in-flight order older than the grace period is the sign " +
-      "that no worker is finishing orders.";
     $("health-outbox").textContent = "None: this version has no outbox (the saga records each step in the order row).";
     $("signin-form").addEventListener("submit", signIn);
     $("sign-out").addEventListener("click", () => signOut());
