@@ -7,7 +7,7 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from service_common.domain import ConflictError, NotFoundError
 
@@ -28,15 +28,32 @@ class Product:
 
 
 @dataclass(frozen=True)
+class Line:
+    """One product and quantity of an order, as asked for."""
+
+    product_id: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class ReservationLine:
+    product_id: str
+    quantity: int
+    unit_price: Decimal
+
+
+@dataclass(frozen=True)
 class Reservation:
     order_id: str
-    # None for a tombstone: released before anything was reserved.
+    # The first line (None for a tombstone: released before anything was reserved). Kept for clients from
+    # before carts; `lines` holds every line, in the order asked.
     product_id: str | None
     quantity: int | None
     unit_price: Decimal | None
     status: ReservationStatus
     created_at: dt.datetime
     updated_at: dt.datetime
+    lines: tuple[ReservationLine, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -47,6 +64,7 @@ class Reserved:
 
 @dataclass(frozen=True)
 class StockCheck:
+    product_id: str
     available: bool
     available_quantity: int
     requested_quantity: int
@@ -81,14 +99,31 @@ class ReservationNotFound(NotFoundError):
         super().__init__(f"No reservation for order {order_id}.")
 
 
+@dataclass(frozen=True)
+class Shortage:
+    product_id: str
+    requested: int
+    available: int
+
+
 class InsufficientStock(ConflictError):
+    """One or more lines are short; `details` names each. A one-line request also keeps the fields it was
+    answered before carts (available_quantity, requested_quantity)."""
+
     code = "insufficient_stock"
 
-    def __init__(self, product_id: str, available: int, requested: int) -> None:
+    def __init__(self, short: list[Shortage], *, lines: int) -> None:
+        first = short[0]
+        message = f"Only {first.available} units of {first.product_id} are available; {first.requested} requested."
+        if len(short) > 1:
+            message += f" {len(short) - 1} more line(s) short."
+        seed: dict[str, Any] = (
+            {"available_quantity": first.available, "requested_quantity": first.requested} if lines == 1 else {}
+        )
         super().__init__(
-            f"Only {available} units of {product_id} are available; {requested} requested.",
-            available_quantity=available,
-            requested_quantity=requested,
+            message,
+            **seed,
+            details=[{"product_id": s.product_id, "requested": s.requested, "available": s.available} for s in short],
         )
 
 

@@ -65,14 +65,33 @@ def inventory_blueprint(engine: Engine, settings: Settings) -> APIBlueprint:
     @bp.post(
         "/inventory/check",
         tags=[_PRODUCTS],
-        responses={200: schemas.CheckResult, **errors({404: _NO_PRODUCT, 422: _TOO_MANY}, body=True)},
+        responses={
+            200: {
+                "description": "One product: `CheckResult`; `items`: `CartCheckResult`, per line.",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "oneOf": [
+                                {"$ref": "#/components/schemas/CheckResult"},
+                                {"$ref": "#/components/schemas/CartCheckResult"},
+                            ]
+                        }
+                    }
+                },
+            },
+            **errors({404: _NO_PRODUCT, 422: _TOO_MANY}, body=True),
+        },
     )
     def check(body: schemas.CheckRequest) -> Response:
         """Check stock
 
-        Whether `quantity` units are available now, and at what price. Holds nothing.
+        Whether `quantity` units are available now, and at what price; or, with `items`, the same for each
+        line of a cart. Holds nothing.
         """
-        return json_response(schemas.check_json(storage.check(engine, body.product_id, body.quantity)))
+        results = storage.check(engine, body.lines())
+        if body.items is None:
+            return json_response(schemas.check_json(results[0]))
+        return json_response(schemas.cart_check_json(results))
 
     failpoints = FailPoints(settings.failpoints)
 
@@ -86,9 +105,10 @@ def inventory_blueprint(engine: Engine, settings: Settings) -> APIBlueprint:
             **errors(
                 {
                     404: _NO_PRODUCT,
-                    409: "Not enough stock (`insufficient_stock`, with `available_quantity` and "
+                    409: "A line is short (`insufficient_stock`, with `details`: each short line's "
+                    "`product_id`, `requested`, `available`; a one-product body also `available_quantity` and "
                     "`requested_quantity`); the order was released and can never hold stock (`released`); or "
-                    "the order already holds another product or quantity (`reservation_mismatch`).",
+                    "the order already holds other lines (`reservation_mismatch`).",
                     422: _TOO_MANY,
                 },
                 body=True,
@@ -100,10 +120,11 @@ def inventory_blueprint(engine: Engine, settings: Settings) -> APIBlueprint:
     def reserve(body: schemas.ReserveRequest) -> Response:
         """Reserve stock for an order (service)
 
-        Moves `quantity` units of the product from available to reserved for `order_id`, at the current
-        price, once: a retry with the same order, product and quantity answers the reservation again (200).
+        Moves each line's units (`items`, or one `product_id` and `quantity`) from available to reserved for
+        `order_id`, at the current prices, all or nothing, once: a retry with the same order and lines
+        answers the reservation again (200). An unknown product is answered 404 naming it; nothing moves.
         """
-        result = storage.reserve(engine, body.order_id, body.product_id, body.quantity)
+        result = storage.reserve(engine, body.order_id, body.lines())
         failpoints.hit("inventory_after_reserve")  # committed, the answer not yet sent
         return json_response(schemas.reservation_json(result.reservation), 201 if result.created else 200)
 
@@ -115,8 +136,8 @@ def inventory_blueprint(engine: Engine, settings: Settings) -> APIBlueprint:
             200: schemas.Reservation,
             **errors(
                 {
-                    409: "The order holds another product or quantity than the one given (`reservation_mismatch`), "
-                    "or its stock was sold (`committed`).",
+                    409: "The order holds another product or quantity than the one given, or several lines "
+                    "(`reservation_mismatch`), or its stock was sold (`committed`).",
                 },
                 body=True,
                 auth=True,
@@ -127,7 +148,7 @@ def inventory_blueprint(engine: Engine, settings: Settings) -> APIBlueprint:
     def release(body: schemas.ReleaseRequest) -> Response:
         """Release an order's stock (service)
 
-        Returns a held reservation's units to available, exactly once; releasing again answers the released
+        Returns every line of a held reservation to available, exactly once; releasing again answers the released
         reservation. An order that holds nothing is left a tombstone (`product_id` null), so a reserve still
         in flight for it can never hold stock later.
         """
@@ -154,7 +175,7 @@ def inventory_blueprint(engine: Engine, settings: Settings) -> APIBlueprint:
     def commit(body: schemas.CommitRequest) -> Response:
         """Commit an order's stock as sold (service)
 
-        The held units leave reserved for good. Committing again answers the committed reservation.
+        Every line's held units leave reserved for good. Committing again answers the committed reservation.
         """
         return json_response(schemas.reservation_json(storage.commit(engine, body.order_id)))
 

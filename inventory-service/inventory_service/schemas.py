@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 from inventory_service import domain
 from service_common.limits import AtMost, LimitedModel
@@ -34,23 +34,65 @@ class OrderPath(BaseModel):
     order_id: str = Field(description="Order id the reservation is for.", json_schema_extra={"example": "ORD00000001"})
 
 
-class CheckRequest(Strict):
-    model_config = ConfigDict(json_schema_extra={"example": {"product_id": "P001", "quantity": 2}})
+class ItemRequest(Strict):
+    """One line of an order: a product, at most once per order, and its quantity."""
 
     product_id: Identifier
-    quantity: Requested = Field(ge=1, description="Units asked for; at most MAX_QUANTITY.")
+    quantity: Requested = Field(ge=1, description="Units; at most MAX_QUANTITY.")
+
+
+class _Lines(Strict):
+    """Either one product (`product_id`, `quantity`: the shape from before carts) or `items`, never both."""
+
+    product_id: Identifier | None = Field(None, description="One product (with `quantity`), or give `items`.")
+    quantity: Annotated[StrictInt | None, AtMost("max_quantity")] = Field(
+        None, ge=1, description="Units; at most MAX_QUANTITY."
+    )
+    items: Annotated[list[ItemRequest] | None, AtMost("max_lines")] = Field(
+        None, min_length=1, description="The lines: 1 to MAX_LINES, each product at most once."
+    )
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> Self:
+        one = self.product_id is not None or self.quantity is not None
+        if one and self.items is not None:
+            raise ValueError("give either items or product_id and quantity, not both")
+        if not one and self.items is None:
+            raise ValueError("give items, or product_id and quantity")
+        if one and (self.product_id is None or self.quantity is None):
+            raise ValueError("product_id and quantity go together")
+        if self.items is not None and len({i.product_id for i in self.items}) != len(self.items):
+            raise ValueError("items: each product at most once")
+        return self
+
+    def lines(self) -> list[domain.Line]:
+        if self.items is not None:
+            return [domain.Line(i.product_id, i.quantity) for i in self.items]
+        assert self.product_id is not None and self.quantity is not None  # _one_shape
+        return [domain.Line(self.product_id, self.quantity)]
+
+
+class CheckRequest(_Lines):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {"items": [{"product_id": "P001", "quantity": 2}, {"product_id": "P002", "quantity": 1}]}
+        }
+    )
 
 
 # Examples name an order the order service will not reach in a test run, so tools that send them
 # (schemathesis) do not collide with real orders.
-class ReserveRequest(Strict):
+class ReserveRequest(_Lines):
     model_config = ConfigDict(
-        json_schema_extra={"example": {"order_id": "ORD90000001", "product_id": "P001", "quantity": 2}}
+        json_schema_extra={
+            "example": {
+                "order_id": "ORD90000001",
+                "items": [{"product_id": "P001", "quantity": 2}, {"product_id": "P002", "quantity": 1}],
+            }
+        }
     )
 
     order_id: Identifier
-    product_id: Identifier
-    quantity: Requested = Field(ge=1, description="Units to hold; at most MAX_QUANTITY.")
 
 
 class ReleaseRequest(Strict):
@@ -115,14 +157,33 @@ class CheckResult(BaseModel):
     price: Money
 
 
+class ItemCheck(CheckResult):
+    product_id: str
+
+
+class CartCheckResult(BaseModel):
+    available: bool = Field(description="Every line is available.")
+    items: list[ItemCheck] = Field(description="Each line, in the order asked.")
+
+
+class ReservationLine(BaseModel):
+    product_id: str
+    quantity: int
+    unit_price: Money
+
+
 class Reservation(BaseModel):
     order_id: str
-    product_id: str | None = Field(description="null for a tombstone: released before anything was held.")
-    quantity: int | None
-    unit_price: Money | None
+    product_id: str | None = Field(
+        description="The first line's (kept from before carts; read `lines`); null for a tombstone: released "
+        "before anything was held."
+    )
+    quantity: int | None = Field(description="The first line's.")
+    unit_price: Money | None = Field(description="The first line's.")
     status: Literal["held", "released", "committed"]
     created_at: Timestamp
     updated_at: Timestamp
+    lines: list[ReservationLine] = Field(description="Every line, in the order reserved; empty for a tombstone.")
 
 
 class ProductStock(BaseModel):
@@ -134,12 +195,18 @@ class ProductStock(BaseModel):
     sold_quantity: int = Field(description="Units sold: the sum the ledger's commits took out of reserved.")
 
 
+class LineSummary(BaseModel):
+    product_id: str
+    quantity: int
+
+
 class ReservationSummary(BaseModel):
     order_id: str
     product_id: str | None
     quantity: int | None
     status: Literal["held", "released", "committed"]
     updated_at: Timestamp
+    lines: list[LineSummary]
 
 
 class StockAudit(BaseModel):
@@ -169,6 +236,10 @@ def reservation_json(reservation: domain.Reservation) -> dict[str, Any]:
         "status": reservation.status.value,
         "created_at": rfc3339(reservation.created_at),
         "updated_at": rfc3339(reservation.updated_at),
+        "lines": [
+            {"product_id": line.product_id, "quantity": line.quantity, "unit_price": line.unit_price}
+            for line in reservation.lines
+        ],
     }
 
 
@@ -179,6 +250,7 @@ def reservation_summary_json(reservation: domain.Reservation) -> dict[str, Any]:
         "quantity": reservation.quantity,
         "status": reservation.status.value,
         "updated_at": rfc3339(reservation.updated_at),
+        "lines": [{"product_id": line.product_id, "quantity": line.quantity} for line in reservation.lines],
     }
 
 
@@ -188,4 +260,11 @@ def check_json(result: domain.StockCheck) -> dict[str, Any]:
         "available_quantity": result.available_quantity,
         "requested_quantity": result.requested_quantity,
         "price": result.price,
+    }
+
+
+def cart_check_json(results: list[domain.StockCheck]) -> dict[str, Any]:
+    return {
+        "available": all(r.available for r in results),
+        "items": [{"product_id": r.product_id, **check_json(r)} for r in results],
     }

@@ -9,25 +9,29 @@ the reservation's primary key, so it holds across any number of replicas.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, NoReturn
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from inventory_service.domain import (
     InsufficientStock,
+    Line,
     Product,
     ProductExists,
     ProductNotFound,
     ProductStock,
     Reservation,
     ReservationCommitted,
+    ReservationLine,
     ReservationMismatch,
     ReservationNotFound,
     ReservationReleased,
     ReservationStatus,
     Reserved,
+    Shortage,
     StockCheck,
 )
 from service_common.storage import UTCDateTime, big_id, insert_ignoring_conflict, reading, snapshot, utcnow, writing
@@ -86,8 +90,23 @@ stock_ledger = sa.Table(
 )
 
 
-class _Conflicted(Exception):
-    """Rolls back a stock take whose reservation key turned out to be taken already."""
+# One row per product of a reservation; the reservation's own product columns hold its first line (what
+# releases before carts read and wrote; a reservation an older release wrote has no lines but those).
+reservation_lines = sa.Table(
+    "reservation_lines",
+    metadata,
+    sa.Column("order_id", sa.String(64), sa.ForeignKey("reservations.order_id"), primary_key=True),
+    sa.Column("product_id", sa.String(64), sa.ForeignKey("products.product_id"), primary_key=True),
+    sa.Column("line_no", sa.Integer, nullable=False),
+    sa.Column("quantity", sa.BigInteger, nullable=False),
+    sa.Column("unit_price", sa.Numeric(12, 2), nullable=False),
+    sa.CheckConstraint("quantity > 0", name="line_quantity_positive"),
+    sa.Index("ix_reservation_lines_product_id", "product_id"),
+)
+
+
+class _Short(Exception):
+    """Rolls back a reserve one of whose lines found too little stock."""
 
 
 # --- reads ---------------------------------------------------------------------------------------------------
@@ -97,7 +116,7 @@ def _product(row: sa.Row[Any]) -> Product:
     return Product(row.product_id, row.name, row.price, row.available_quantity, row.reserved_quantity)
 
 
-def _as_reservation(row: sa.Row[Any]) -> Reservation:
+def _as_reservation(row: sa.Row[Any], lines: tuple[ReservationLine, ...]) -> Reservation:
     return Reservation(
         row.order_id,
         row.product_id,
@@ -106,7 +125,35 @@ def _as_reservation(row: sa.Row[Any]) -> Reservation:
         ReservationStatus(row.status),
         row.created_at,
         row.updated_at,
+        lines,
     )
+
+
+def _lines(conn: Connection, rows: Sequence[sa.Row[Any]]) -> dict[str, tuple[ReservationLine, ...]]:
+    """Each reservation's lines; one without line rows (written by a release before carts) is its one line."""
+    ids = [r.order_id for r in rows]
+    found: dict[str, list[ReservationLine]] = {}
+    for chunk in range(0, len(ids), 500):
+        query = (
+            sa.select(reservation_lines)
+            .where(reservation_lines.c.order_id.in_(ids[chunk : chunk + 500]))
+            .order_by(reservation_lines.c.order_id, reservation_lines.c.line_no)
+        )
+        for line in conn.execute(query):
+            found.setdefault(line.order_id, []).append(ReservationLine(line.product_id, line.quantity, line.unit_price))
+    result: dict[str, tuple[ReservationLine, ...]] = {}
+    for r in rows:
+        if r.order_id in found:
+            result[r.order_id] = tuple(found[r.order_id])
+        elif r.product_id is not None:
+            result[r.order_id] = (ReservationLine(r.product_id, r.quantity, r.unit_price),)
+        else:
+            result[r.order_id] = ()  # a tombstone
+    return result
+
+
+def _with_lines(conn: Connection, row: sa.Row[Any]) -> Reservation:
+    return _as_reservation(row, _lines(conn, [row])[row.order_id])
 
 
 def list_products(engine: Engine) -> list[Product]:
@@ -126,28 +173,33 @@ def get_product(engine: Engine, product_id: str) -> Product:
 def get_reservation(engine: Engine, order_id: str) -> Reservation:
     with reading(engine) as conn:
         row = _reservation(conn, order_id)
-    if row is None:
-        raise ReservationNotFound(order_id)
-    return _as_reservation(row)
+        if row is None:
+            raise ReservationNotFound(order_id)
+        return _with_lines(conn, row)
 
 
-def check(engine: Engine, product_id: str, quantity: int) -> StockCheck:
-    product = get_product(engine, product_id)
-    return StockCheck(
-        available=product.available_quantity >= quantity,
-        available_quantity=product.available_quantity,
-        requested_quantity=quantity,
-        price=product.price,
-    )
+def check(engine: Engine, lines: Sequence[Line]) -> list[StockCheck]:
+    """Availability of each line now, in the order asked; changes nothing. Unknown products: 404 (the first)."""
+    with reading(engine) as conn:
+        query = sa.select(products).where(products.c.product_id.in_([line.product_id for line in lines]))
+        known = {r.product_id: r for r in conn.execute(query)}
+    for line in lines:
+        if line.product_id not in known:
+            raise ProductNotFound(line.product_id)
+    return [
+        StockCheck(
+            product_id=line.product_id,
+            available=known[line.product_id].available_quantity >= line.quantity,
+            available_quantity=known[line.product_id].available_quantity,
+            requested_quantity=line.quantity,
+            price=known[line.product_id].price,
+        )
+        for line in lines
+    ]
 
 
 def _reservation(conn: Connection, order_id: str) -> sa.Row[Any] | None:
     return conn.execute(sa.select(reservations).where(reservations.c.order_id == order_id)).first()
-
-
-def _product_exists(conn: Connection, product_id: str) -> bool:
-    query = sa.select(products.c.product_id).where(products.c.product_id == product_id)
-    return conn.execute(query).first() is not None
 
 
 # --- stock changes -------------------------------------------------------------------------------------------
@@ -166,61 +218,101 @@ def _ledger(conn: Connection, product_id: str, kind: str, available: int, reserv
     )
 
 
-def reserve(engine: Engine, order_id: str, product_id: str, quantity: int) -> Reserved:
-    """Hold `quantity` units for `order_id`, once. A retry with the same order is answered again."""
-    now = utcnow()
+def reserve(engine: Engine, order_id: str, lines: Sequence[Line]) -> Reserved:
+    """Hold every line for `order_id`, or none, once. A retry with the same lines is answered again.
+
+    One transaction: unknown products refused first, then the reservation's key (a retry or a tombstone
+    stops there), then each product's conditional update in product-id order, so two orders naming the
+    same products in any order lock them in the same order and cannot deadlock (release and commit, too,
+    take the key and then the products in that order). A short line rolls back every line.
+    """
+    asked = {line.product_id: line.quantity for line in lines}
     try:
         with writing(engine) as conn:
-            taken = conn.execute(
-                products.update()
-                .where(products.c.product_id == product_id, products.c.available_quantity >= quantity)
+            now = utcnow()
+            first = lines[0]
+            # Products are never deleted: one unknown now is unknown for good (and the key's row names it).
+            query = sa.select(products.c.product_id).where(products.c.product_id.in_(list(asked)))
+            known = set(conn.execute(query).scalars())
+            for line in lines:
+                if line.product_id not in known:
+                    raise ProductNotFound(line.product_id)
+            header = conn.execute(
+                insert_ignoring_conflict(conn, reservations, ["order_id"])
                 .values(
-                    available_quantity=products.c.available_quantity - quantity,
-                    reserved_quantity=products.c.reserved_quantity + quantity,
+                    order_id=order_id,
+                    product_id=first.product_id,
+                    quantity=first.quantity,
+                    unit_price=0,  # set below, once the first line's price is read
+                    status=HELD,
+                    created_at=now,
                     updated_at=now,
                 )
-                .returning(products.c.price)
+                .returning(reservations.c.order_id)
             ).first()
-            if taken is not None:
+            if header is not None:
+                prices: dict[str, Decimal] = {}
+                for product_id in sorted(asked):
+                    taken = conn.execute(
+                        products.update()
+                        .where(products.c.product_id == product_id, products.c.available_quantity >= asked[product_id])
+                        .values(
+                            available_quantity=products.c.available_quantity - asked[product_id],
+                            reserved_quantity=products.c.reserved_quantity + asked[product_id],
+                            updated_at=now,
+                        )
+                        .returning(products.c.price)
+                    ).first()
+                    if taken is None:
+                        raise _Short
+                    prices[product_id] = taken.price
+                    _ledger(conn, product_id, "reserve", -asked[product_id], asked[product_id], order_id)
+                conn.execute(
+                    reservation_lines.insert(),
+                    [
+                        {
+                            "order_id": order_id,
+                            "product_id": line.product_id,
+                            "line_no": n,
+                            "quantity": line.quantity,
+                            "unit_price": prices[line.product_id],
+                        }
+                        for n, line in enumerate(lines)
+                    ],
+                )
                 row = conn.execute(
-                    insert_ignoring_conflict(conn, reservations, ["order_id"])
-                    .values(
-                        order_id=order_id,
-                        product_id=product_id,
-                        quantity=quantity,
-                        unit_price=taken.price,
-                        status=HELD,
-                        created_at=now,
-                        updated_at=now,
-                    )
+                    reservations.update()
+                    .where(reservations.c.order_id == order_id)
+                    .values(unit_price=prices[first.product_id])
                     .returning(*reservations.c)
-                ).first()
-                if row is None:
-                    raise _Conflicted
-                _ledger(conn, product_id, "reserve", -quantity, quantity, order_id)
-                return Reserved(_as_reservation(row), created=True)
-    except _Conflicted:
-        pass
-    # Not taken: a replay of an earlier reserve, a tombstone, an unknown product, or not enough stock.
+                ).one()
+                return Reserved(_with_lines(conn, row), created=True)
+    except _Short:
+        _refuse_short(engine, lines)
+    # The key was taken: a replay of an earlier reserve, or a tombstone.
     with reading(engine) as conn:
         existing = _reservation(conn, order_id)
-        if existing is None:
-            if not _product_exists(conn, product_id):
-                raise ProductNotFound(product_id)
-            available = conn.execute(
-                sa.select(products.c.available_quantity).where(products.c.product_id == product_id)
-            ).scalar_one()
-    if existing is None:
-        raise InsufficientStock(product_id, available, quantity)
-    if existing.status == RELEASED:
+        assert existing is not None  # the insert conflicted on this very key; reservations are never deleted
+        reservation = _with_lines(conn, existing)
+    if reservation.status == ReservationStatus.RELEASED:
         raise ReservationReleased(f"Order {order_id} was released; it can never hold stock again.")
-    if existing.product_id != product_id or existing.quantity != quantity:
+    if [(line.product_id, line.quantity) for line in reservation.lines] != [(x.product_id, x.quantity) for x in lines]:
         raise ReservationMismatch(f"Order {order_id} already holds a different reservation.")
-    return Reserved(_as_reservation(existing), created=False)
+    return Reserved(reservation, created=False)
+
+
+def _refuse_short(engine: Engine, lines: Sequence[Line]) -> NoReturn:
+    """Say why a reserve was rolled back: every short line."""
+    checks = check(engine, lines)
+    short = [Shortage(c.product_id, c.requested_quantity, c.available_quantity) for c in checks if not c.available]
+    if not short:
+        # Stock came back between the rolled-back reserve and this look; the reserve was still short.
+        short = [Shortage(c.product_id, c.requested_quantity, c.available_quantity) for c in checks[:1]]
+    raise InsufficientStock(short, lines=len(lines))
 
 
 def release(engine: Engine, order_id: str, product_id: str | None = None, quantity: int | None = None) -> Reservation:
-    """Make `order_id` hold nothing: release a held reservation exactly once, or leave a tombstone."""
+    """Make `order_id` hold nothing: release every held line exactly once, or leave a tombstone."""
     now = utcnow()
     with writing(engine) as conn:
         existing = _reservation(conn, order_id)
@@ -231,15 +323,16 @@ def release(engine: Engine, order_id: str, product_id: str | None = None, quanti
                 .returning(*reservations.c)
             ).first()
             if tombstone is not None:
-                return _as_reservation(tombstone)
+                return _as_reservation(tombstone, ())
             # A reserve committed in between: settle against what it wrote.
             existing = _reservation(conn, order_id)
             assert existing is not None  # the insert conflicted on this very key
-        _check_matches(existing, product_id, quantity)
+        held = _with_lines(conn, existing)
+        _check_matches(held, product_id, quantity)
         if existing.status == COMMITTED:
             raise ReservationCommitted(order_id)
         if existing.status == RELEASED:
-            return _as_reservation(existing)
+            return held
         released = conn.execute(
             reservations.update()
             .where(reservations.c.order_id == order_id, reservations.c.status == HELD)
@@ -249,14 +342,15 @@ def release(engine: Engine, order_id: str, product_id: str | None = None, quanti
         if released is None:  # a concurrent release won; it returned the stock
             again = _reservation(conn, order_id)
             assert again is not None  # reservations are never deleted
-            return _as_reservation(again)
-        _move_stock(conn, released.product_id, released.quantity, -released.quantity, now)
-        _ledger(conn, released.product_id, "release", released.quantity, -released.quantity, order_id)
-        return _as_reservation(released)
+            return _with_lines(conn, again)
+        for line in sorted(held.lines, key=lambda x: x.product_id):
+            _move_stock(conn, line.product_id, line.quantity, -line.quantity, now)
+            _ledger(conn, line.product_id, "release", line.quantity, -line.quantity, order_id)
+        return _as_reservation(released, held.lines)
 
 
 def commit(engine: Engine, order_id: str) -> Reservation:
-    """Turn a held reservation into a sale: the units leave `reserved_quantity` for good."""
+    """Turn a held reservation into a sale: every line's units leave `reserved_quantity` for good."""
     now = utcnow()
     with writing(engine) as conn:
         done = conn.execute(
@@ -266,15 +360,18 @@ def commit(engine: Engine, order_id: str) -> Reservation:
             .returning(*reservations.c)
         ).first()
         if done is not None:
-            _move_stock(conn, done.product_id, 0, -done.quantity, now)
-            _ledger(conn, done.product_id, "commit", 0, -done.quantity, order_id)
-            return _as_reservation(done)
+            sold = _with_lines(conn, done)
+            for line in sorted(sold.lines, key=lambda x: x.product_id):
+                _move_stock(conn, line.product_id, 0, -line.quantity, now)
+                _ledger(conn, line.product_id, "commit", 0, -line.quantity, order_id)
+            return sold
         existing = _reservation(conn, order_id)
-    if existing is None:
+        found = _with_lines(conn, existing) if existing is not None else None
+    if found is None:
         raise ReservationNotFound(order_id)
-    if existing.status == RELEASED:
+    if found.status == ReservationStatus.RELEASED:
         raise ReservationReleased(f"Order {order_id} was released; there is nothing to commit.")
-    return _as_reservation(existing)
+    return found
 
 
 def restock(engine: Engine, product_id: str, quantity: int) -> Product:
@@ -338,11 +435,15 @@ def _move_stock(conn: Connection, product_id: str, available: int, reserved: int
     )
 
 
-def _check_matches(existing: sa.Row[Any], product_id: str | None, quantity: int | None) -> None:
-    if existing.product_id is None:  # a tombstone holds nothing to compare
+def _check_matches(existing: Reservation, product_id: str | None, quantity: int | None) -> None:
+    """A release that names a product (and quantity) must name what the order holds: its one line."""
+    if not existing.lines or (product_id is None and quantity is None):  # a tombstone holds nothing to compare
         return
-    if (product_id is not None and product_id != existing.product_id) or (
-        quantity is not None and quantity != existing.quantity
+    line = existing.lines[0]
+    if (
+        len(existing.lines) > 1
+        or (product_id is not None and product_id != line.product_id)
+        or (quantity is not None and quantity != line.quantity)
     ):
         raise ReservationMismatch(f"Order {existing.order_id} holds a different reservation.")
 
@@ -353,13 +454,14 @@ def _check_matches(existing: sa.Row[Any], product_id: str | None, quantity: int 
 def list_reservations(engine: Engine) -> list[Reservation]:
     """Every reservation that holds or held stock (tombstones left out), for the cross-service audit."""
     query = sa.select(reservations).where(reservations.c.product_id.is_not(None))
-    with reading(engine) as conn:
+    with snapshot(engine) as conn:
         rows = conn.execute(query).all()
-    return [_as_reservation(r) for r in rows]
+        lines = _lines(conn, rows)
+    return [_as_reservation(r, lines[r.order_id]) for r in rows]
 
 
 def stock_report(engine: Engine) -> dict[str, ProductStock]:
-    """Per product: stock columns, the ledger's sums, and the sum of held reservations, all as of one
+    """Per product: stock columns, the ledger's sums, and the sum of held reservation lines, all as of one
     moment (a reserve committing between two of the reads would otherwise look like a leak)."""
     with snapshot(engine) as conn:
         # Sold: what commits took out of reserved for good (a commit row's reserved delta is -quantity).
@@ -375,14 +477,23 @@ def stock_report(engine: Engine) -> dict[str, ProductStock]:
                 ).group_by(stock_ledger.c.product_id)
             )
         }
-        held = {
-            r.product_id: int(r.held)
-            for r in conn.execute(
-                sa.select(reservations.c.product_id, sa.func.sum(reservations.c.quantity).label("held"))
-                .where(reservations.c.status == HELD)
-                .group_by(reservations.c.product_id)
-            )
-        }
+        held: dict[str, int] = {}
+        lined = sa.exists().where(reservation_lines.c.order_id == reservations.c.order_id)
+        by_line = (
+            sa.select(reservation_lines.c.product_id, sa.func.sum(reservation_lines.c.quantity).label("held"))
+            .join(reservations, reservations.c.order_id == reservation_lines.c.order_id)
+            .where(reservations.c.status == HELD)
+            .group_by(reservation_lines.c.product_id)
+        )
+        # Reservations an older release wrote without line rows hold their one line in their own columns.
+        unlined = (
+            sa.select(reservations.c.product_id, sa.func.sum(reservations.c.quantity).label("held"))
+            .where(reservations.c.status == HELD, ~lined)
+            .group_by(reservations.c.product_id)
+        )
+        for query in (by_line, unlined):
+            for r in conn.execute(query):
+                held[r.product_id] = held.get(r.product_id, 0) + int(r.held)
         rows = conn.execute(sa.select(products)).all()
     return {
         r.product_id: ProductStock(

@@ -16,7 +16,8 @@ from service_common.domain import InvalidError
 
 @dataclass(frozen=True)
 class AtMost:
-    """Marks a field (Annotated[int, AtMost("max_quantity")]) as bounded by the named setting."""
+    """Marks a field (Annotated[int, AtMost("max_quantity")]) as bounded by the named setting; on a list
+    field, its length is bounded."""
 
     setting: str
 
@@ -55,6 +56,8 @@ class LimitedModel(BaseModel):
         for name, setting in bounds(type(self)).items():
             value: Any = getattr(self, name)
             limit: int = getattr(settings, setting)
+            if isinstance(value, list):  # a list's bound is on its length (MAX_LINES)
+                value = len(value)
             if value is not None and value > limit:
                 # Not a ValueError: pydantic would fold it into its own errors; this one is ours to answer.
                 raise InvalidError(f"{name}: must be at most {limit}")

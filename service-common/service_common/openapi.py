@@ -149,4 +149,8 @@ def _state_limits(schemas: dict[str, Any], settings: object, package: str) -> No
     for (owner, model), fields in LimitedModel.bounded.items():
         if owner == package and model in schemas:
             for field, setting in fields.items():
-                schemas[model]["properties"][field]["maximum"] = getattr(settings, setting)
+                schema = schemas[model]["properties"][field]
+                is_list = schema.get("type") == "array" or any(
+                    s.get("type") == "array" for s in schema.get("anyOf", [])
+                )
+                schema["maxItems" if is_list else "maximum"] = getattr(settings, setting)

@@ -58,7 +58,9 @@ class ServiceSettings(BaseSettings):
     statement_timeout_ms: int = Field(2000, ge=0, description="PostgreSQL statement_timeout per connection.")
     lock_timeout_ms: int = Field(1500, ge=0, description="PostgreSQL lock_timeout per connection.")
     sqlite_busy_timeout_ms: int = Field(2000, ge=0, description="SQLite busy_timeout per connection.")
-    max_quantity: int = Field(10000, ge=1, description="Largest quantity one request may ask for.")
+    # Bounded so the largest order (MAX_LINES x MAX_QUANTITY x the largest price) fits the money columns.
+    max_quantity: int = Field(10000, ge=1, le=100_000, description="Largest quantity one line may ask for.")
+    max_lines: int = Field(50, ge=1, le=100, description="Most lines (products) one order may hold.")
     otel_exporter_otlp_endpoint: str | None = Field(
         None, description="OTLP/HTTP collector base URL; tracing is off (and free) when unset."
     )
