@@ -1,6 +1,6 @@
 """The consistency audit across both services (GET /admin/audit, `python -m order_service audit`).
 
-Every confirmed order has a held reservation of the same product and quantity, every fulfilled one a
+Every confirmed order has a held reservation of the same lines (products and quantities), every fulfilled one a
 committed reservation; every held reservation belongs to a pending / confirmed / cancelling /
 fulfilling order; per product, reserved = sum of held reservations and the ledger adds up to the stock
 columns. Orders and reservations that changed within the grace period are in flight and not judged;
@@ -69,7 +69,7 @@ def _look(saga: OrderSaga) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[
             continue
         holder = orders.get(order_id)
         if holder is None:
-            flag("reservation_without_order", order_id, f"{res['quantity']} x {res['product_id']} held")
+            flag("reservation_without_order", order_id, f"{_describe(res)} held")
         elif holder.updated_at <= cutoff and holder.status not in HOLDING:
             flag("stock_held_for_finished_order", order_id, f"order is {holder.status}; stock still held")
     for product_id, stock in report["products"].items():
@@ -93,17 +93,27 @@ def _look(saga: OrderSaga) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[
     return found, counts
 
 
+def _reserved(res: dict[str, Any]) -> list[tuple[str, int]]:
+    """Each line of a reservation; one from an inventory release before carts (no `lines`) is its one line."""
+    lines = res.get("lines")
+    if lines is None:
+        return [(res["product_id"], res["quantity"])]
+    return [(line["product_id"], line["quantity"]) for line in lines]
+
+
 def _matches(res: dict[str, Any] | None, order: OrderSummary, status: str) -> bool:
+    """Every line of the order, and no other, is in the reservation, which is in `status`."""
     return (
         res is not None
         and res["status"] == status
-        and res["product_id"] == order.product_id
-        and res["quantity"] == order.quantity
+        and _reserved(res) == [(line.product_id, line.quantity) for line in order.lines]
     )
 
 
 def _describe(res: dict[str, Any] | None) -> str:
-    return "none" if res is None else f"{res['status']} {res['quantity']} x {res['product_id']}"
+    if res is None:
+        return "none"
+    return f"{res['status']} " + ", ".join(f"{q} x {p}" for p, q in _reserved(res))
 
 
 def _recent(timestamp: str, cutoff: dt.datetime) -> bool:

@@ -48,10 +48,30 @@ def parse_order_id(value: str) -> int | None:
 
 
 @dataclass(frozen=True)
+class Line:
+    """One line of an order as asked for: a product (at most once per order) and its quantity."""
+
+    product_id: str
+    quantity: int
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    product_id: str
+    quantity: int
+    unit_price: Decimal | None  # None until inventory has priced it (pending, refused)
+
+    @property
+    def line_price(self) -> Decimal | None:
+        return None if self.unit_price is None else self.unit_price * self.quantity
+
+
+@dataclass(frozen=True)
 class Order:
-    """An order row: the saga's log of where the order stands."""
+    """An order row: the saga's log of where the order stands, with its lines."""
 
     id: int
+    # The first line's product and quantity (the row's columns from before carts; read `lines`).
     product_id: str
     quantity: int
     customer_id: str
@@ -70,19 +90,23 @@ class Order:
     response_status: int | None
     response_body: str | None
     claimed_until: dt.datetime | None
+    # In the order given; an order written before carts (no line rows) is its one line.
+    lines: tuple[OrderLine, ...] = ()
 
     @property
     def order_id(self) -> str:
         return format_order_id(self.id)
 
+    def asked(self) -> list[Line]:
+        return [Line(line.product_id, line.quantity) for line in self.lines]
+
 
 @dataclass(frozen=True)
 class OrderSummary:
-    """The columns the audit compares with inventory."""
+    """What the audit compares with inventory."""
 
     id: int
-    product_id: str
-    quantity: int
+    lines: tuple[Line, ...]
     status: OrderStatus
     updated_at: dt.datetime
 

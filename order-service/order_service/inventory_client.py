@@ -5,6 +5,7 @@ breaker that fails fast while inventory is down."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -20,6 +21,7 @@ from tenacity import (
 )
 
 from order_service import metrics
+from order_service.domain import Line
 from order_service.settings import Settings
 from service_common.logs import REQUEST_ID_HEADER, current_request_id
 
@@ -35,11 +37,12 @@ class InventoryUnavailable(Exception):
 class InventoryRefused(Exception):
     """Inventory answered with a 4xx: a decision, not an outage."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, details: list[Any] | None = None) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
+        self.details = details  # insufficient_stock: each short line
 
     @property
     def missing(self) -> bool:
@@ -100,8 +103,12 @@ class InventoryClient:
 
     # --- the calls -------------------------------------------------------------------------------------------
 
-    def reserve(self, order_id: str, product_id: str, quantity: int) -> dict[str, Any]:
-        body = {"order_id": order_id, "product_id": product_id, "quantity": quantity}
+    def reserve(self, order_id: str, lines: Sequence[Line]) -> dict[str, Any]:
+        body: dict[str, Any] = {"order_id": order_id}
+        if len(lines) == 1:  # the body from before carts, which every inventory release takes
+            body.update(product_id=lines[0].product_id, quantity=lines[0].quantity)
+        else:
+            body["items"] = [{"product_id": line.product_id, "quantity": line.quantity} for line in lines]
         return self._call("POST", "/inventory/reserve", body)
 
     def release(self, order_id: str, product_id: str | None = None, quantity: int | None = None) -> dict[str, Any]:
@@ -221,7 +228,13 @@ class InventoryClient:
             raise _Retryable(f"{method} {path}: unreadable answer") from exc
         if 400 <= response.status < 500:
             error = payload.get("error", {}) if isinstance(payload, dict) else {}
-            raise InventoryRefused(response.status, str(error.get("code", "refused")), str(error.get("message", "")))
+            details = error.get("details")
+            raise InventoryRefused(
+                response.status,
+                str(error.get("code", "refused")),
+                str(error.get("message", "")),
+                details if isinstance(details, list) else None,
+            )
         if response.status >= 500:  # a fault in inventory, not a passing outage: counted, not retried
             raise InventoryUnavailable(f"{method} {path}: HTTP {response.status}")
         return payload

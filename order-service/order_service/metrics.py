@@ -26,7 +26,7 @@ def _metrics() -> dict[str, Any]:
 
 
 def _create() -> dict[str, Any]:
-    from prometheus_client import Counter, Gauge
+    from prometheus_client import Counter, Gauge, Histogram
 
     return {
         "saga": Counter("order_saga_outcomes_total", "Orders reaching an outcome.", ["outcome"]),
@@ -39,6 +39,9 @@ def _create() -> dict[str, Any]:
             multiprocess_mode="livemax",
         ),
         "worker": Counter("order_worker_actions_total", "What the recovery worker did.", ["action"]),
+        "lines": Histogram(
+            "order_lines_per_order", "Lines (products) of each order placed.", buckets=(1, 2, 3, 5, 10, 20, 50, 100)
+        ),
     }
 
 
@@ -61,3 +64,7 @@ def breaker_open(is_open: bool) -> None:
 
 def worker_action(action: str) -> None:
     _metrics()["worker"].labels(action).inc()
+
+
+def order_lines(count: int) -> None:
+    _metrics()["lines"].observe(count)

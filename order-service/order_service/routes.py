@@ -87,11 +87,14 @@ def orders_blueprint(saga: OrderSaga, settings: Settings) -> APIBlueprint:
                     **unauthorized,
                     400: "The body is not a JSON object (`invalid_json`), or the Idempotency-Key is not 1-255 "
                     "printable ASCII characters (`invalid_idempotency_key`).",
-                    404: "No such product (`product_not_found`): the order is rejected.",
-                    409: "Not enough stock (`insufficient_stock`): the order is rejected. Or a request with this "
-                    "Idempotency-Key is still running after 5 s (`in_progress`, with `Retry-After`).",
-                    422: "The body breaks the schema or asks for more than MAX_QUANTITY (`validation_error`), "
-                    "or the Idempotency-Key was used with another body (`idempotency_key_reused`).",
+                    404: "A product is unknown (`product_not_found`, naming it): the order is rejected and "
+                    "no stock moves.",
+                    409: "A line is short (`insufficient_stock`, with `details`: each short line's `product_id`, "
+                    "`requested` and `available`): the order is rejected and no stock moves. Or a request with "
+                    "this Idempotency-Key is still running after 5 s (`in_progress`, with `Retry-After`).",
+                    422: "The body breaks the schema: both shapes or neither, no lines, a product twice, more "
+                    "than MAX_LINES lines or MAX_QUANTITY units in a line (`validation_error`); or the "
+                    "Idempotency-Key was used with another body (`idempotency_key_reused`).",
                     503: "Inventory is unreachable (`inventory_unavailable`: the order failed and the key is "
                     "let go) or the database is (`database_unavailable`); retry after `Retry-After` seconds.",
                 },
@@ -102,14 +105,16 @@ def orders_blueprint(saga: OrderSaga, settings: Settings) -> APIBlueprint:
     def create_order(body: schemas.CreateOrderRequest, header: schemas.IdempotencyHeader) -> Response:
         """Place an order
 
-        Reserves the stock in the Inventory Service, then answers the confirmed order with its prices.
+        The body is a cart (`items`: each product once, in the order the order keeps) or, as before
+        carts, one `product_id` and `quantity` (a one-line cart). Reserves every line in the Inventory
+        Service, all or nothing, then answers the confirmed order with its prices.
         With an Idempotency-Key, a retry with the same body is answered the original status and body
         without reserving again; keys are remembered for 24 h.
         """
         key = _idempotency_key(header.idempotency_key)
         caller = _caller()
         # An authenticated customer is who their token says, whatever the body claims.
-        order = OrderRequest(body.product_id, body.quantity, caller.customer_id or body.customer_id)
+        order = OrderRequest(body.lines(), caller.customer_id or body.customer_id)
         return _placed(saga.place(order, (caller.idempotency_scope, key) if key else None))
 
     @bp.get(

@@ -18,7 +18,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy.engine import Engine
@@ -29,6 +29,7 @@ from order_service.domain import (
     IdempotencyInProgress,
     IdempotencyKeyReused,
     InventoryOutage,
+    Line,
     NotCancellable,
     NotFulfillable,
     Order,
@@ -87,15 +88,19 @@ class Step:
 
 @dataclass(frozen=True)
 class OrderRequest:
-    product_id: str
-    quantity: int
+    lines: tuple[Line, ...]
     customer_id: str
 
     def fingerprint(self) -> str:
-        canonical = orjson.dumps(
-            {"customer_id": self.customer_id, "product_id": self.product_id, "quantity": self.quantity}
-        )
-        return hashlib.sha256(canonical).hexdigest()
+        """What an Idempotency-Key is held to. A one-line cart hashes as the seed's body did, so a key
+        retried across the upgrade to carts (or sent with either shape) replays instead of answering 422."""
+        if len(self.lines) == 1:
+            line = self.lines[0]
+            canonical = {"customer_id": self.customer_id, "product_id": line.product_id, "quantity": line.quantity}
+        else:
+            items = [{"product_id": line.product_id, "quantity": line.quantity} for line in self.lines]
+            canonical = {"customer_id": self.customer_id, "items": items}
+        return hashlib.sha256(orjson.dumps(canonical)).hexdigest()
 
 
 class OrderSaga:
@@ -117,8 +122,7 @@ class OrderSaga:
         try:
             order = storage.create_pending(
                 self.engine,
-                product_id=request.product_id,
-                quantity=request.quantity,
+                lines=request.lines,
                 customer_id=request.customer_id,
                 key=key,
                 key_ttl=dt.timedelta(hours=self.settings.idempotency_ttl_hours),
@@ -130,9 +134,10 @@ class OrderSaga:
             if existing is None:
                 raise IdempotencyInProgress("A request with this Idempotency-Key is in progress.") from None
             return self._replay(existing, key[2])
+        metrics.order_lines(len(request.lines))
         self.failpoints.hit("after_pending")
         try:
-            reservation = self.inventory.reserve(order.order_id, request.product_id, request.quantity)
+            reservation = self.inventory.reserve(order.order_id, request.lines)
         except InventoryRefused as exc:
             # A refusal that is not inventory's decision on this order (401: a token mismatch) is a fault
             # of ours the client cannot fix; a `released` one means the worker already failed this order.
@@ -144,32 +149,31 @@ class OrderSaga:
             log.warning("reserve failed", extra={"fields": {"order_id": order.order_id, "reason": str(exc)}})
             return self._fail(order)
         self.failpoints.hit("after_reserve")
-        confirmed = self._confirm(order, to_money(Decimal(str(reservation["unit_price"]))))
+        confirmed = self._confirm(order, _prices(reservation))
         return self._placement(confirmed) if confirmed is not None else self._settled_elsewhere(order.id)
 
-    def _confirm(self, order: Order, unit_price: Decimal) -> Order | None:
+    def _confirm(self, order: Order, prices: dict[str, Decimal]) -> Order | None:
         """pending → confirmed with its prices and its answer; None when the worker settled it first."""
-        values = storage.priced(unit_price, order.quantity)
-        priced = replace(order, status=CONFIRMED, unit_price=values["unit_price"], total_price=values["total_price"])
+        lines = tuple(replace(line, unit_price=prices[line.product_id]) for line in order.lines)
+        total = sum((line.line_price or Decimal(0) for line in lines), Decimal("0.00"))
+        priced = replace(
+            order, status=CONFIRMED, lines=lines, unit_price=lines[0].unit_price, total_price=to_money(total)
+        )
         answer = self.answers.placed(priced)
-        row = storage.transition(
-            self.engine,
-            order.id,
-            PENDING,
-            CONFIRMED,
-            response_status=answer.status,
-            response_body=answer.body.decode(),
-            **values,
+        row = storage.confirm(
+            self.engine, order, prices, response_status=answer.status, response_body=answer.body.decode()
         )
         if row is not None:
             metrics.saga_outcome("confirmed")
         return row
 
     def _reject(self, order: Order, refusal: InventoryRefused) -> Placement:
+        # Inventory's short lines, if any, are the client's to see: {product_id, requested, available}.
+        details: dict[str, Any] = {"details": refusal.details} if refusal.details is not None else {}
         reason: DomainError = (
             ProductNotFound(refusal.message, code=refusal.code)
             if refusal.missing
-            else ReservationRefused(refusal.message, code=refusal.code)
+            else ReservationRefused(refusal.message, code=refusal.code, **details)
         )
         answer = self.answers.refused(reason)
         row = storage.transition(
@@ -282,7 +286,11 @@ class OrderSaga:
         """
         try:
             if order.status == OrderStatus.CANCELLING:
-                self.inventory.release(order.order_id, order.product_id, order.quantity)
+                # A one-line order names what it releases, as before carts; a cart releases by order alone.
+                if len(order.lines) == 1:
+                    self.inventory.release(order.order_id, order.lines[0].product_id, order.lines[0].quantity)
+                else:
+                    self.inventory.release(order.order_id)
             else:
                 self.inventory.commit(order.order_id)
         except (InventoryUnavailable, InventoryRefused) as exc:
@@ -306,10 +314,10 @@ class OrderSaga:
         if (
             reservation is not None
             and reservation["status"] == "held"
-            and reservation["product_id"] == order.product_id
-            and reservation["quantity"] == order.quantity
+            and [(line["product_id"], line["quantity"]) for line in _reserved_lines(reservation)]
+            == [(line.product_id, line.quantity) for line in order.lines]
         ):
-            confirmed = self._confirm(order, to_money(Decimal(str(reservation["unit_price"]))))
+            confirmed = self._confirm(order, _prices(reservation))
             return "confirmed" if confirmed is not None else "skipped"
         # Nothing held (or something else held): fail it; the release leaves a tombstone so a reserve
         # still in flight can never hold stock for it later.
@@ -323,3 +331,16 @@ class OrderSaga:
         if row is None:
             raise OrderNotFound(format_order_id(number))
         return row
+
+
+def _reserved_lines(reservation: dict[str, Any]) -> list[dict[str, Any]]:
+    """A reservation's lines; one from an inventory release before carts (no `lines`) is its one line."""
+    lines: list[dict[str, Any]] | None = reservation.get("lines")
+    if lines is None:
+        return [{k: reservation[k] for k in ("product_id", "quantity", "unit_price")}]
+    return lines
+
+
+def _prices(reservation: dict[str, Any]) -> dict[str, Decimal]:
+    """Each product's unit price as inventory reserved it."""
+    return {line["product_id"]: to_money(Decimal(str(line["unit_price"]))) for line in _reserved_lines(reservation)}

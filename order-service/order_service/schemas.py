@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, WithJsonSchema, model_validator
 
+from order_service.domain import Line, OrderStatus
 from order_service.domain import Order as OrderRow
-from order_service.domain import OrderStatus
 from service_common.limits import AtMost, LimitedModel
 from service_common.money import Money
 from service_common.openapi import Timestamp
@@ -19,19 +19,60 @@ from service_common.storage import rfc3339
 Status = Annotated[OrderStatus, WithJsonSchema({"enum": [s.value for s in OrderStatus], "type": "string"})]
 
 
+_Quantity = Annotated[StrictInt, AtMost("max_quantity")]
+
+
+class CartItem(LimitedModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    product_id: Identifier
+    quantity: _Quantity = Field(ge=1, description="Units; at most MAX_QUANTITY.")
+
+
 class CreateOrderRequest(LimitedModel):
+    """A cart (`items`) or, as before carts, one product (`product_id` and `quantity`: a one-line cart)."""
+
     # JSON types exactly as sent (no "2" for 2, no true for 1); unknown fields refused.
     model_config = ConfigDict(
         strict=True,
         extra="forbid",
-        json_schema_extra={"example": {"product_id": "P001", "quantity": 2, "customer_id": "C123"}},
+        json_schema_extra={
+            "example": {
+                "items": [{"product_id": "P002", "quantity": 2}, {"product_id": "P003", "quantity": 1}],
+                "customer_id": "C123",
+            },
+            # Exactly one of the two shapes.
+            "oneOf": [{"required": ["items"]}, {"required": ["product_id", "quantity"]}],
+        },
     )
 
-    product_id: Identifier
-    quantity: Annotated[StrictInt, AtMost("max_quantity")] = Field(
-        ge=1, description="Units to order; at most MAX_QUANTITY."
+    product_id: Identifier | None = Field(None, description="One product (with `quantity`); or give `items`.")
+    quantity: Annotated[StrictInt | None, AtMost("max_quantity")] = Field(
+        None, ge=1, description="Units of `product_id`; at most MAX_QUANTITY."
+    )
+    items: Annotated[list[CartItem] | None, AtMost("max_lines")] = Field(
+        None, min_length=1, description="The cart: 1 to MAX_LINES lines, each product at most once, kept in order."
     )
     customer_id: Identifier = Field("guest", description='Who orders; "guest" when not given.')
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> Self:
+        one = self.product_id is not None or self.quantity is not None
+        if one and self.items is not None:
+            raise ValueError("give either items or product_id and quantity, not both")
+        if not one and self.items is None:
+            raise ValueError("give items, or product_id and quantity")
+        if one and (self.product_id is None or self.quantity is None):
+            raise ValueError("product_id and quantity go together")
+        if self.items is not None and len({i.product_id for i in self.items}) != len(self.items):
+            raise ValueError("items: each product at most once")
+        return self
+
+    def lines(self) -> tuple[Line, ...]:
+        if self.items is not None:
+            return tuple(Line(i.product_id, i.quantity) for i in self.items)
+        assert self.product_id is not None and self.quantity is not None  # _one_shape
+        return (Line(self.product_id, self.quantity),)
 
 
 class OrderPath(BaseModel):
@@ -83,6 +124,13 @@ class IdempotencyHeader(BaseModel):
     )
 
 
+class OrderItem(BaseModel):
+    product_id: str
+    quantity: int
+    unit_price: Money | None = Field(description="null until inventory priced it (a refused order).")
+    line_price: Money | None = Field(description="unit_price x quantity, exact.")
+
+
 class Order(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -94,18 +142,20 @@ class Order(BaseModel):
                 "status": "confirmed",
                 "unit_price": 999.99,
                 "total_price": 1999.98,
+                "items": [{"product_id": "P001", "quantity": 2, "unit_price": 999.99, "line_price": 1999.98}],
                 "created_at": "2026-01-01T12:00:00.000000+00:00",
             }
         }
     )
 
     order_id: str
-    product_id: str
-    quantity: int
+    product_id: str | None = Field(description="The product of a one-line order; null for a cart of several.")
+    quantity: int = Field(description="Units of a one-line order; for a cart, the units of all its lines.")
     customer_id: str
     status: Status = Field(title="Status")
-    unit_price: Money | None
-    total_price: Money | None
+    unit_price: Money | None = Field(description="The unit price of a one-line order; null for a cart.")
+    total_price: Money | None = Field(description="The exact sum of the lines' prices.")
+    items: list[OrderItem] = Field(description="Every line, in the order given.")
     created_at: Timestamp = Field(description="UTC, RFC 3339.")
     cancelled_at: Timestamp | None = Field(None, description="Present once cancelled.")
     fulfilled_at: Timestamp | None = Field(None, description="Present once fulfilled.")
@@ -113,14 +163,24 @@ class Order(BaseModel):
 
 def order_json(order: OrderRow) -> dict[str, Any]:
     """The API's view of an order (the Order model's fields)."""
+    one = order.lines[0] if len(order.lines) == 1 else None
     body: dict[str, Any] = {
         "order_id": order.order_id,
-        "product_id": order.product_id,
-        "quantity": order.quantity,
+        "product_id": one.product_id if one else None,
+        "quantity": one.quantity if one else sum(line.quantity for line in order.lines),
         "customer_id": order.customer_id,
         "status": order.status.value,
-        "unit_price": order.unit_price,
+        "unit_price": one.unit_price if one else None,
         "total_price": order.total_price,
+        "items": [
+            {
+                "product_id": line.product_id,
+                "quantity": line.quantity,
+                "unit_price": line.unit_price,
+                "line_price": line.line_price,
+            }
+            for line in order.lines
+        ],
         "created_at": rfc3339(order.created_at),
     }
     if order.cancelled_at is not None:

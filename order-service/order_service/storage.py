@@ -9,10 +9,10 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-from order_service.domain import LISTED, UNFINISHED, Order, OrderStatus, OrderSummary
-from service_common.storage import UTCDateTime, big_id, reading, utcnow, writing
+from order_service.domain import LISTED, UNFINISHED, Line, Order, OrderLine, OrderStatus, OrderSummary
+from service_common.storage import UTCDateTime, big_id, reading, snapshot, utcnow, writing
 
 metadata = sa.MetaData()
 
@@ -25,8 +25,8 @@ orders = sa.Table(
     sa.Column("customer_id", sa.String(64), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("unit_price", sa.Numeric(12, 2), nullable=True),
-    # Up to the largest price (12 digits) times the largest quantity (5 digits).
-    sa.Column("total_price", sa.Numeric(18, 2), nullable=True),
+    # Up to MAX_LINES (at most 100) x the largest quantity (at most 100,000) x the largest price (12 digits).
+    sa.Column("total_price", sa.Numeric(20, 2), nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("cancelled_at", UTCDateTime, nullable=True),
@@ -51,14 +51,55 @@ orders = sa.Table(
 )
 
 
-def _order(row: sa.Row[Any] | None) -> Order | None:
+# One row per line, in the order given. The order row's product_id and quantity hold the first line (what
+# releases before carts read and wrote); an order an older release wrote has no lines but those.
+order_lines = sa.Table(
+    "order_lines",
+    metadata,
+    sa.Column("order_id", big_id(), sa.ForeignKey("orders.id"), primary_key=True),
+    sa.Column("line_no", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("product_id", sa.String(64), nullable=False),
+    sa.Column("quantity", sa.BigInteger, nullable=False),
+    sa.Column("unit_price", sa.Numeric(12, 2), nullable=True),
+    sa.CheckConstraint("quantity > 0", name="line_quantity_positive"),
+    sa.UniqueConstraint("order_id", "product_id", name="uq_order_lines_product"),
+)
+
+
+def _lines(conn: Connection, rows: Sequence[sa.Row[Any]]) -> dict[int, tuple[OrderLine, ...]]:
+    ids = [r.id for r in rows]
+    found: dict[int, list[OrderLine]] = {}
+    for chunk in range(0, len(ids), 500):
+        query = (
+            sa.select(order_lines)
+            .where(order_lines.c.order_id.in_(ids[chunk : chunk + 500]))
+            .order_by(order_lines.c.order_id, order_lines.c.line_no)
+        )
+        for line in conn.execute(query):
+            found.setdefault(line.order_id, []).append(OrderLine(line.product_id, line.quantity, line.unit_price))
+    return {
+        r.id: tuple(found[r.id]) if r.id in found else (OrderLine(r.product_id, r.quantity, r.unit_price),)
+        for r in rows
+    }
+
+
+def _as_order(row: sa.Row[Any], lines: tuple[OrderLine, ...]) -> Order:
+    values = {**row._mapping, "status": OrderStatus(row.status), "lines": lines}
+    if all(line.unit_price is not None for line in lines):
+        # The exact sum of the lines (SQLite keeps NUMERIC as a binary float: its column may have rounded).
+        values["total_price"] = sum((line.line_price or Decimal(0) for line in lines), Decimal("0.00"))
+    return Order(**values)
+
+
+def _order(conn: Connection, row: sa.Row[Any] | None) -> Order | None:
     if row is None:
         return None
-    return Order(**{**row._mapping, "status": OrderStatus(row.status)})
+    return _as_order(row, _lines(conn, [row])[row.id])
 
 
-def _orders(rows: Sequence[sa.Row[Any]]) -> list[Order]:
-    return [Order(**{**r._mapping, "status": OrderStatus(r.status)}) for r in rows]
+def _orders(conn: Connection, rows: Sequence[sa.Row[Any]]) -> list[Order]:
+    lines = _lines(conn, rows)
+    return [_as_order(r, lines[r.id]) for r in rows]
 
 
 # --- reads ---------------------------------------------------------------------------------------------------
@@ -66,7 +107,7 @@ def _orders(rows: Sequence[sa.Row[Any]]) -> list[Order]:
 
 def get_order(engine: Engine, number: int) -> Order | None:
     with reading(engine) as conn:
-        return _order(conn.execute(sa.select(orders).where(orders.c.id == number)).first())
+        return _order(conn, conn.execute(sa.select(orders).where(orders.c.id == number)).first())
 
 
 def list_orders(
@@ -83,13 +124,13 @@ def list_orders(
         rows = conn.execute(
             sa.select(orders).where(*where).order_by(orders.c.id.desc()).limit(limit).offset(offset)
         ).all()
-    return _orders(rows), total
+        return _orders(conn, rows), total
 
 
 def find_by_key(engine: Engine, scope: str, key: str) -> Order | None:
     with reading(engine) as conn:
         query = sa.select(orders).where(orders.c.idempotency_scope == scope, orders.c.idempotency_key == key)
-        return _order(conn.execute(query).first())
+        return _order(conn, conn.execute(query).first())
 
 
 # --- writes --------------------------------------------------------------------------------------------------
@@ -98,8 +139,7 @@ def find_by_key(engine: Engine, scope: str, key: str) -> Order | None:
 def create_pending(
     engine: Engine,
     *,
-    product_id: str,
-    quantity: int,
+    lines: Sequence[Line],
     customer_id: str,
     key: tuple[str, str, str] | None,
     key_ttl: dt.timedelta,
@@ -111,8 +151,8 @@ def create_pending(
     """
     now = utcnow()
     values: dict[str, Any] = {
-        "product_id": product_id,
-        "quantity": quantity,
+        "product_id": lines[0].product_id,
+        "quantity": lines[0].quantity,
         "customer_id": customer_id,
         "status": OrderStatus.PENDING.value,
         "created_at": now,
@@ -137,7 +177,14 @@ def create_pending(
                 key_expires_at=now + key_ttl,
             )
         row = conn.execute(orders.insert().values(**values).returning(*orders.c)).one()
-    return Order(**{**row._mapping, "status": OrderStatus(row.status)})
+        conn.execute(
+            order_lines.insert(),
+            [
+                {"order_id": row.id, "line_no": n, "product_id": line.product_id, "quantity": line.quantity}
+                for n, line in enumerate(lines)
+            ],
+        )
+        return _as_order(row, _lines(conn, [row])[row.id])
 
 
 def transition(engine: Engine, number: int, expected: OrderStatus, new: OrderStatus, **values: Any) -> Order | None:
@@ -145,17 +192,44 @@ def transition(engine: Engine, number: int, expected: OrderStatus, new: OrderSta
     now = utcnow()
     with writing(engine) as conn:
         return _order(
+            conn,
             conn.execute(
                 orders.update()
                 .where(orders.c.id == number, orders.c.status == expected.value)
                 .values(status=new.value, updated_at=now, claimed_until=None, **values)
                 .returning(*orders.c)
-            ).first()
+            ).first(),
         )
 
 
-def priced(unit_price: Decimal, quantity: int) -> dict[str, Decimal]:
-    return {"unit_price": unit_price, "total_price": unit_price * quantity}
+def confirm(engine: Engine, order: Order, prices: dict[str, Decimal], **values: Any) -> Order | None:
+    """pending → confirmed with each line's price, in one transaction; None if the order was not pending."""
+    now = utcnow()
+    first = order.lines[0]
+    total = sum((prices[line.product_id] * line.quantity for line in order.lines), Decimal("0.00"))
+    with writing(engine) as conn:
+        row = conn.execute(
+            orders.update()
+            .where(orders.c.id == order.id, orders.c.status == OrderStatus.PENDING.value)
+            .values(
+                status=OrderStatus.CONFIRMED.value,
+                updated_at=now,
+                claimed_until=None,
+                unit_price=prices[first.product_id],
+                total_price=total,
+                **values,
+            )
+            .returning(*orders.c)
+        ).first()
+        if row is None:
+            return None
+        for line in order.lines:  # an order written before carts has no line rows: none updated
+            conn.execute(
+                order_lines.update()
+                .where(order_lines.c.order_id == order.id, order_lines.c.product_id == line.product_id)
+                .values(unit_price=prices[line.product_id])
+            )
+        return _order(conn, row)
 
 
 # --- recovery ------------------------------------------------------------------------------------------------
@@ -181,21 +255,30 @@ def claim_unfinished(engine: Engine, *, older_than: dt.timedelta, lease: dt.time
         if not ids:
             return []
         return _orders(
+            conn,
             conn.execute(
                 orders.update()
                 .where(orders.c.id.in_(ids), *stale)
                 .values(claimed_until=now + lease)
                 .returning(*orders.c)
-            ).all()
+            ).all(),
         )
 
 
 def orders_for_audit(engine: Engine) -> list[OrderSummary]:
-    with reading(engine) as conn:
+    with snapshot(engine) as conn:
         rows = conn.execute(
             sa.select(orders.c.id, orders.c.product_id, orders.c.quantity, orders.c.status, orders.c.updated_at)
         ).all()
-    return [OrderSummary(r.id, r.product_id, r.quantity, OrderStatus(r.status), r.updated_at) for r in rows]
+        found: dict[int, list[Line]] = {}
+        for line in conn.execute(sa.select(order_lines).order_by(order_lines.c.order_id, order_lines.c.line_no)):
+            found.setdefault(line.order_id, []).append(Line(line.product_id, line.quantity))
+    return [
+        OrderSummary(
+            r.id, tuple(found.get(r.id) or [Line(r.product_id, r.quantity)]), OrderStatus(r.status), r.updated_at
+        )
+        for r in rows
+    ]
 
 
 # --- recovery workers' heartbeats ------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 
 from order_service import storage
-from order_service.domain import Order
+from order_service.domain import Line, Order
 from order_service.worker import run_pass
 from tests.inprocess import SERVICE, Services
 
@@ -15,7 +15,11 @@ from tests.inprocess import SERVICE, Services
 def _pending(apps: Services, product: str, quantity: int) -> Order:
     """The order row a request writes before it asks inventory for anything."""
     return storage.create_pending(
-        apps.order_engine, product_id=product, quantity=quantity, customer_id="C1", key=None, key_ttl=dt.timedelta(1)
+        apps.order_engine,
+        lines=[Line(product, quantity)],
+        customer_id="C1",
+        key=None,
+        key_ttl=dt.timedelta(1),
     )
 
 

@@ -36,7 +36,11 @@ def test_not_enough_stock_is_rejected_409_and_holds_nothing(apps: Services) -> N
     r = apps.place(product, 3)
     assert r.status_code == 409, r.text
     assert r.json == {
-        "error": {"code": "insufficient_stock", "message": f"Only 2 units of {product} are available; 3 requested."}
+        "error": {
+            "code": "insufficient_stock",
+            "message": f"Only 2 units of {product} are available; 3 requested.",
+            "details": [{"product_id": product, "requested": 3, "available": 2}],
+        }
     }
     assert apps.stock(product) == (2, 0)
 
