@@ -168,34 +168,45 @@ def inventory_reservations(api: Api) -> dict[str, dict[str, Any]]:
     return {res["order_id"]: res for res in r.json()["reservations"]}
 
 
-def assert_stock_matches_orders(api: Api, product: str, initial: int, orders: dict[str, dict[str, Any]]) -> None:
-    """No stock leaked or doubled: every confirmed order holds exactly its units, every fulfilled one sold
-    them, every other order holds nothing, and the product's columns add up to exactly that."""
-    mine = [o for o in orders.values() if o["product_id"] == product]
+def assert_stock_matches_orders(
+    api: Api, products: str | list[str], initial: int, orders: dict[str, dict[str, Any]]
+) -> None:
+    """No stock leaked or doubled, line by line: every confirmed order holds exactly its lines, every
+    fulfilled one sold them, every other order holds nothing, and each product's columns add up to
+    exactly that. `products` each started with `initial` units."""
+    names = [products] if isinstance(products, str) else products
     reservations = inventory_reservations(api)
-    for order in mine:
+    for order in orders.values():
+        lines = [(i["product_id"], i["quantity"]) for i in order["items"]]
+        if not {p for p, _ in lines} & set(names):
+            continue
         res = reservations.get(order["order_id"])
         expected = {"confirmed": "held", "fulfilled": "committed"}.get(order["status"])
         if expected is None:
             assert res is None or res["status"] == "released", (order, res)
         else:
             assert res is not None, order
-            assert (res["status"], res["product_id"], res["quantity"]) == (expected, product, order["quantity"]), (
-                order,
-                res,
-            )
-    held = sum(o["quantity"] for o in mine if o["status"] == "confirmed")
-    sold = sum(o["quantity"] for o in mine if o["status"] == "fulfilled")
-    stock = api.product(product)
-    assert stock["reserved_quantity"] == held, (stock, held)
-    assert stock["available_quantity"] == initial - held - sold, (stock, initial, held, sold)
+            held = [(line["product_id"], line["quantity"]) for line in res["lines"]]
+            assert (res["status"], held) == (expected, lines), (order, res)
+    for product in names:
+        units = {
+            o["order_id"]: q
+            for o in orders.values()
+            for p, q in ((i["product_id"], i["quantity"]) for i in o["items"])
+            if p == product
+        }
+        held = sum(q for oid, q in units.items() if orders[oid]["status"] == "confirmed")
+        sold = sum(q for oid, q in units.items() if orders[oid]["status"] == "fulfilled")
+        stock = api.product(product)
+        assert stock["reserved_quantity"] == held, (product, stock, held)
+        assert stock["available_quantity"] == initial - held - sold, (product, stock, initial, held, sold)
 
 
-def assert_recovered(api: Api, product: str, initial: int) -> dict[str, dict[str, Any]]:
+def assert_recovered(api: Api, products: str | list[str], initial: int) -> dict[str, dict[str, Any]]:
     """The end of every fault test: all orders final, the audit clean, stock conserved. Returns the orders."""
     orders = wait_all_final(api)
     wait_audit_clean(api)
-    assert_stock_matches_orders(api, product, initial, orders)
+    assert_stock_matches_orders(api, products, initial, orders)
     return orders
 
 

@@ -41,6 +41,12 @@ class Api:
             body["customer_id"] = customer_id
         return requests.post(f"{self.order_url}/orders", json=body, timeout=30, **kw)
 
+    def place_cart(self, lines: list[tuple[str, int]], customer_id: str | None = None, **kw: Any) -> requests.Response:
+        body: dict[str, Any] = {"items": [{"product_id": p, "quantity": q} for p, q in lines]}
+        if customer_id is not None:
+            body["customer_id"] = customer_id
+        return requests.post(f"{self.order_url}/orders", json=body, timeout=30, **kw)
+
     def cancel(self, order_id: str) -> requests.Response:
         return requests.delete(f"{self.order_url}/orders/{order_id}", timeout=30)
 

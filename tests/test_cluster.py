@@ -16,6 +16,7 @@ import requests
 
 from local.cluster import Cluster
 from local.processes import ServiceProcess, drop_database, free_port, server_url, wait_until
+from tests.cart_race import race_opposite_carts
 from tests.markers import requires_program
 from tests.stack_client import Api, parallel
 from tests.topology import ADMIN_TOKEN, SERVICE_TOKEN
@@ -64,6 +65,10 @@ def test_racing_orders_across_replicas_never_oversell(cluster: Cluster, cluster_
     assert {r.headers["X-Served-By"] for r in responses} == {"order1", "order2", "order3"}
     after = cluster.requests_by_server("inventory_service")
     assert all(after[name] > before.get(name, 0) for name in ("inventory1", "inventory2", "inventory3"))
+
+
+def test_carts_racing_across_replicas_neither_deadlock_nor_oversell(cluster_api: Api) -> None:
+    race_opposite_carts(cluster_api)
 
 
 def test_plenty_of_stock_gives_every_order_a_distinct_id(cluster_api: Api) -> None:

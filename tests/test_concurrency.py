@@ -6,6 +6,7 @@ from collections import Counter
 
 import pytest
 
+from tests.cart_race import race_opposite_carts
 from tests.stack_client import Api, parallel
 
 
@@ -42,3 +43,18 @@ def test_parallel_cancels_release_stock_once(api: Api) -> None:
     assert api.order(order["order_id"])["status"] == "cancelled"
     stock = api.product(product)
     assert stock["available_quantity"] == 10 and stock["reserved_quantity"] == 0
+
+
+def test_carts_naming_products_in_opposite_orders_neither_deadlock_nor_oversell(api: Api) -> None:
+    race_opposite_carts(api)
+
+
+def test_parallel_cancels_of_a_cart_release_each_line_once(api: Api) -> None:
+    a, b, c = api.new_product(10), api.new_product(10), api.new_product(10)
+    order = api.place_cart([(a, 1), (b, 2), (c, 3)]).json()
+    responses = parallel(20, lambda _: api.cancel(order["order_id"]))
+    assert {r.status_code for r in responses} <= {200, 202}
+    assert api.order(order["order_id"])["status"] == "cancelled"
+    for product in (a, b, c):
+        stock = api.product(product)
+        assert (stock["available_quantity"], stock["reserved_quantity"]) == (10, 0)

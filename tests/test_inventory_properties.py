@@ -1,5 +1,6 @@
 """Property tests of the inventory rules, on the storage layer against a real database: any sequence of
-reserve / release / commit / restock keeps stock non-negative and conserved, and matches the ledger."""
+reserve (of one to three lines) / release / commit / restock keeps stock non-negative and conserved per
+product, and matches the ledger."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -14,19 +16,25 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from inventory_service import MIGRATIONS, storage
+from inventory_service.domain import Line
 from service_common.domain import ConflictError, NotFoundError
 from service_common.storage import run_migrations
 from tests.markers import ENGINES
 from tests.topology import Database
 
 ORDERS = [f"O{i}" for i in range(6)]
+PRODUCTS = 3
 
+# A cart: one to three lines, each of a distinct product (by index), in any order.
+carts = st.lists(st.tuples(st.integers(0, PRODUCTS - 1), st.integers(1, 8)), min_size=1, max_size=3).map(
+    lambda lines: list({p: (p, q) for p, q in lines}.values())
+)
 operations = st.lists(
     st.one_of(
-        st.tuples(st.just("reserve"), st.sampled_from(ORDERS), st.integers(1, 8)),
+        st.tuples(st.just("reserve"), st.sampled_from(ORDERS), carts),
         st.tuples(st.just("release"), st.sampled_from(ORDERS), st.none()),
         st.tuples(st.just("commit"), st.sampled_from(ORDERS), st.none()),
-        st.tuples(st.just("restock"), st.none(), st.integers(1, 8)),
+        st.tuples(st.just("restock"), st.integers(0, PRODUCTS - 1), st.integers(1, 8)),
     ),
     max_size=25,
 )
@@ -43,40 +51,54 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(initial=st.integers(0, 20), ops=operations)
+@given(initial=st.lists(st.integers(0, 20), min_size=PRODUCTS, max_size=PRODUCTS), ops=operations)
 def test_any_sequence_keeps_stock_conserved_and_matches_the_ledger(
-    engine: sa.Engine, initial: int, ops: list[tuple[str, str | None, int | None]]
+    engine: sa.Engine, initial: list[int], ops: list[tuple[str, Any, Any]]
 ) -> None:
-    product = f"H{uuid.uuid4().hex[:12]}"
-    prefix = product + "-"
-    storage.create_product(engine, product, "Property", Decimal("1.00"), initial)
-    restocked = 0
-    for op, order, quantity in ops:
+    run = uuid.uuid4().hex[:12]
+    products = [f"H{run}{i}" for i in range(PRODUCTS)]
+    prefix = run + "-"
+    for product, units in zip(products, initial, strict=True):
+        storage.create_product(engine, product, "Property", Decimal("1.00"), units)
+    restocked = dict.fromkeys(products, 0)
+    for op, subject, value in ops:
         try:
             if op == "reserve":
-                storage.reserve(engine, prefix + str(order), product, int(quantity or 0))
+                lines = [Line(products[p], q) for p, q in value]
+                storage.reserve(engine, prefix + subject, lines)
             elif op == "release":
-                storage.release(engine, prefix + str(order))
+                storage.release(engine, prefix + subject)
             elif op == "commit":
-                storage.commit(engine, prefix + str(order))
+                storage.commit(engine, prefix + subject)
             else:
-                storage.restock(engine, product, int(quantity or 0))
-                restocked += int(quantity or 0)
+                storage.restock(engine, products[subject], value)
+                restocked[products[subject]] += value
         except (NotFoundError, ConflictError):
             pass  # a refusal changes nothing, which the checks below hold it to
-        report = storage.stock_report(engine)[product]
-        sold = _sold(engine, product)
-        assert report["available_quantity"] >= 0
-        assert report["available_quantity"] + report["reserved_quantity"] + sold == initial + restocked
-        assert report["reserved_quantity"] == report["held_reservations"]
-        assert report["ledger_available"] == report["available_quantity"]
-        assert report["ledger_reserved"] == report["reserved_quantity"]
-        assert report["sold_quantity"] == sold  # the ledger's commits agree with the committed reservations
+        stock = storage.stock_report(engine)
+        sold = _sold(engine, prefix)
+        for product, units in zip(products, initial, strict=True):
+            report = stock[product]
+            assert report["available_quantity"] >= 0
+            assert (
+                report["available_quantity"] + report["reserved_quantity"] + sold.get(product, 0)
+                == units + restocked[product]
+            )
+            assert report["reserved_quantity"] == report["held_reservations"]
+            assert report["ledger_available"] == report["available_quantity"]
+            assert report["ledger_reserved"] == report["reserved_quantity"]
+            # The ledger's commits agree with the committed reservation lines.
+            assert report["sold_quantity"] == sold.get(product, 0)
 
 
-def _sold(engine: sa.Engine, product: str) -> int:
-    query = sa.select(sa.func.coalesce(sa.func.sum(storage.reservations.c.quantity), 0)).where(
-        storage.reservations.c.product_id == product, storage.reservations.c.status == storage.COMMITTED
+def _sold(engine: sa.Engine, prefix: str) -> dict[str, int]:
+    """Units of each product in committed reservations (of this run's orders), line by line."""
+    lines, reservations = storage.reservation_lines, storage.reservations
+    query = (
+        sa.select(lines.c.product_id, sa.func.sum(lines.c.quantity))
+        .join(reservations, reservations.c.order_id == lines.c.order_id)
+        .where(reservations.c.status == storage.COMMITTED, reservations.c.order_id.startswith(prefix))
+        .group_by(lines.c.product_id)
     )
     with engine.connect() as conn:
-        return int(conn.execute(query).scalar_one())
+        return {p: int(q) for p, q in conn.execute(query)}

@@ -66,19 +66,7 @@ def inventory_blueprint(engine: Engine, settings: Settings) -> APIBlueprint:
         "/inventory/check",
         tags=[_PRODUCTS],
         responses={
-            200: {
-                "description": "One product: `CheckResult`; `items`: `CartCheckResult`, per line.",
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "oneOf": [
-                                {"$ref": "#/components/schemas/CheckResult"},
-                                {"$ref": "#/components/schemas/CartCheckResult"},
-                            ]
-                        }
-                    }
-                },
-            },
+            200: schemas.CheckAnswer,
             **errors({404: _NO_PRODUCT, 422: _TOO_MANY}, body=True),
         },
     )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictInt, model_validator
 
 from inventory_service import domain
 from service_common.limits import AtMost, LimitedModel
+from service_common.lines import check_shape, document_shapes, refuse_nulls
 from service_common.money import Money, MoneyIn
 from service_common.openapi import Timestamp
 from service_common.parsing import Identifier
@@ -52,17 +53,14 @@ class _Lines(Strict):
         None, min_length=1, description="The lines: 1 to MAX_LINES, each product at most once."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        return refuse_nulls(data)
+
     @model_validator(mode="after")
     def _one_shape(self) -> Self:
-        one = self.product_id is not None or self.quantity is not None
-        if one and self.items is not None:
-            raise ValueError("give either items or product_id and quantity, not both")
-        if not one and self.items is None:
-            raise ValueError("give items, or product_id and quantity")
-        if one and (self.product_id is None or self.quantity is None):
-            raise ValueError("product_id and quantity go together")
-        if self.items is not None and len({i.product_id for i in self.items}) != len(self.items):
-            raise ValueError("items: each product at most once")
+        check_shape(self.product_id, self.quantity, [i.product_id for i in self.items] if self.items else None)
         return self
 
     def lines(self) -> list[domain.Line]:
@@ -72,24 +70,20 @@ class _Lines(Strict):
         return [domain.Line(self.product_id, self.quantity)]
 
 
+_TWO_LINES = [{"product_id": "P001", "quantity": 2}, {"product_id": "P002", "quantity": 1}]
+
+
 class CheckRequest(_Lines):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "example": {"items": [{"product_id": "P001", "quantity": 2}, {"product_id": "P002", "quantity": 1}]}
-        }
-    )
+    model_config = ConfigDict(json_schema_extra=lambda schema: document_shapes(schema, example={"items": _TWO_LINES}))
 
 
 # Examples name an order the order service will not reach in a test run, so tools that send them
 # (schemathesis) do not collide with real orders.
 class ReserveRequest(_Lines):
     model_config = ConfigDict(
-        json_schema_extra={
-            "example": {
-                "order_id": "ORD90000001",
-                "items": [{"product_id": "P001", "quantity": 2}, {"product_id": "P002", "quantity": 1}],
-            }
-        }
+        json_schema_extra=lambda schema: document_shapes(
+            schema, example={"order_id": "ORD90000001", "items": _TWO_LINES}
+        )
     )
 
     order_id: Identifier
@@ -164,6 +158,10 @@ class ItemCheck(CheckResult):
 class CartCheckResult(BaseModel):
     available: bool = Field(description="Every line is available.")
     items: list[ItemCheck] = Field(description="Each line, in the order asked.")
+
+
+class CheckAnswer(RootModel[CheckResult | CartCheckResult]):
+    """One product's check (`CheckResult`), or a cart's, per line (`CartCheckResult`)."""
 
 
 class ReservationLine(BaseModel):

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, WithJsonSchema, mo
 from order_service.domain import Line, OrderStatus
 from order_service.domain import Order as OrderRow
 from service_common.limits import AtMost, LimitedModel
+from service_common.lines import check_shape, document_shapes, refuse_nulls
 from service_common.money import Money
 from service_common.openapi import Timestamp
 from service_common.parsing import Identifier
@@ -36,14 +37,13 @@ class CreateOrderRequest(LimitedModel):
     model_config = ConfigDict(
         strict=True,
         extra="forbid",
-        json_schema_extra={
-            "example": {
+        json_schema_extra=lambda schema: document_shapes(
+            schema,
+            example={
                 "items": [{"product_id": "P002", "quantity": 2}, {"product_id": "P003", "quantity": 1}],
                 "customer_id": "C123",
             },
-            # Exactly one of the two shapes.
-            "oneOf": [{"required": ["items"]}, {"required": ["product_id", "quantity"]}],
-        },
+        ),
     )
 
     product_id: Identifier | None = Field(None, description="One product (with `quantity`); or give `items`.")
@@ -55,17 +55,14 @@ class CreateOrderRequest(LimitedModel):
     )
     customer_id: Identifier = Field("guest", description='Who orders; "guest" when not given.')
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        return refuse_nulls(data)
+
     @model_validator(mode="after")
     def _one_shape(self) -> Self:
-        one = self.product_id is not None or self.quantity is not None
-        if one and self.items is not None:
-            raise ValueError("give either items or product_id and quantity, not both")
-        if not one and self.items is None:
-            raise ValueError("give items, or product_id and quantity")
-        if one and (self.product_id is None or self.quantity is None):
-            raise ValueError("product_id and quantity go together")
-        if self.items is not None and len({i.product_id for i in self.items}) != len(self.items):
-            raise ValueError("items: each product at most once")
+        check_shape(self.product_id, self.quantity, [i.product_id for i in self.items] if self.items else None)
         return self
 
     def lines(self) -> tuple[Line, ...]:

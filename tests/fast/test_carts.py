@@ -94,6 +94,7 @@ BAD_CARTS = {
     "items_not_a_list": {"items": {"product_id": "P001", "quantity": 1}},
     "product_without_quantity": {"product_id": "P001"},
     "nothing": {"customer_id": "C1"},
+    "null_items": {"items": None, "product_id": "P001", "quantity": 1},
 }
 
 
