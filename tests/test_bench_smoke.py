@@ -66,7 +66,7 @@ def test_quick_bench_reports_every_scenario_and_ceiling(tmp_path: Path) -> None:
         assert r["requests"] > 0 and r["rps"] > 0, r
         assert r["p50_ms"] <= r["p99_ms"] <= r["max_ms"], r
     services = {(r["scenario"], r["engine"]) for r in records if r["kind"] == "service"}
-    scenarios = {"order_hot", "order_spread", "read", "mix"}
+    scenarios = {"order_hot", "order_spread", "order_cart", "read", "mix"}
     assert services == {(s, e) for s in scenarios for e in ("sqlite", "postgresql")}
     assert {r["scenario"] for r in records if r["kind"] == "ceiling"} == {"hello", "pgbench_hot", "pgbench_spread"}
     for r in records:

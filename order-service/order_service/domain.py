@@ -97,9 +97,6 @@ class Order:
     def order_id(self) -> str:
         return format_order_id(self.id)
 
-    def asked(self) -> list[Line]:
-        return [Line(line.product_id, line.quantity) for line in self.lines]
-
 
 @dataclass(frozen=True)
 class OrderSummary:

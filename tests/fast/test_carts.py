@@ -204,3 +204,10 @@ def test_admin_audit_flags_a_cart_whose_reservation_lost_a_line(apps: Services) 
     assert r.status_code == 409
     kinds = {(d["kind"], d["subject"]) for d in r.json["discrepancies"]}
     assert ("confirmed_without_reservation", order_id) in kinds
+
+
+def test_the_document_describes_both_request_shapes(apps: Services) -> None:
+    schema = apps.order.test_client().get("/openapi.json").json["components"]["schemas"]["CreateOrderRequest"]
+    assert [shape["required"] for shape in schema["oneOf"]] == [["product_id", "quantity"], ["items"]]
+    assert schema["properties"]["items"]["maxItems"] == 50 and schema["properties"]["items"]["minItems"] == 1
+    assert schema["properties"]["quantity"]["type"] == "integer"  # never null

@@ -73,6 +73,18 @@ def test_customers_see_only_their_own_orders(jwt_apps: Services) -> None:
     assert client.get(f"/orders/{theirs['order_id']}", headers=ADMIN).json["status"] == "confirmed"
 
 
+def test_a_cart_belongs_to_the_token_subject_and_only_they_see_it(jwt_apps: Services) -> None:
+    client = jwt_apps.order.test_client()
+    cart = {"items": [{"product_id": "P002", "quantity": 1}, {"product_id": "P003", "quantity": 2}]}
+    placed = client.post("/orders", json={**cart, "customer_id": "mallory"}, headers=bearer(token("ivy")))
+    assert placed.status_code == 201 and placed.json["customer_id"] == "ivy"
+    order_id = placed.json["order_id"]
+    assert client.get(f"/orders/{order_id}", headers=bearer(token("jack"))).status_code == 404
+    assert client.delete(f"/orders/{order_id}", headers=bearer(token("jack"))).status_code == 404
+    assert client.post("/orders", json=cart).status_code == 401
+    assert client.delete(f"/orders/{order_id}", headers=bearer(token("ivy"))).json["status"] == "cancelled"
+
+
 def test_admin_token_sees_every_customer(jwt_apps: Services) -> None:
     _place(jwt_apps, bearer(token("dave")))
     _place(jwt_apps, bearer(token("erin")))
