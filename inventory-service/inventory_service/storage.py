@@ -267,18 +267,10 @@ def reserve(engine: Engine, order_id: str, lines: Sequence[Line]) -> Reserved:
                         raise _Short
                     prices[product_id] = taken.price
                     _ledger(conn, product_id, "reserve", -asked[product_id], asked[product_id], order_id)
+                held = tuple(ReservationLine(x.product_id, x.quantity, prices[x.product_id]) for x in lines)
                 conn.execute(
                     reservation_lines.insert(),
-                    [
-                        {
-                            "order_id": order_id,
-                            "product_id": line.product_id,
-                            "line_no": n,
-                            "quantity": line.quantity,
-                            "unit_price": prices[line.product_id],
-                        }
-                        for n, line in enumerate(lines)
-                    ],
+                    [{"order_id": order_id, "line_no": n, **vars(line)} for n, line in enumerate(held)],
                 )
                 row = conn.execute(
                     reservations.update()
@@ -286,7 +278,7 @@ def reserve(engine: Engine, order_id: str, lines: Sequence[Line]) -> Reserved:
                     .values(unit_price=prices[first.product_id])
                     .returning(*reservations.c)
                 ).one()
-                return Reserved(_with_lines(conn, row), created=True)
+                return Reserved(_as_reservation(row, held), created=True)
     except _Short:
         _refuse_short(engine, lines)
     # The key was taken: a replay of an earlier reserve, or a tombstone.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -184,7 +185,7 @@ def create_pending(
                 for n, line in enumerate(lines)
             ],
         )
-        return _as_order(row, _lines(conn, [row])[row.id])
+        return _as_order(row, tuple(OrderLine(line.product_id, line.quantity, None) for line in lines))
 
 
 def transition(engine: Engine, number: int, expected: OrderStatus, new: OrderStatus, **values: Any) -> Order | None:
@@ -229,7 +230,7 @@ def confirm(engine: Engine, order: Order, prices: dict[str, Decimal], **values: 
                 .where(order_lines.c.order_id == order.id, order_lines.c.product_id == line.product_id)
                 .values(unit_price=prices[line.product_id])
             )
-        return _order(conn, row)
+        return _as_order(row, tuple(replace(line, unit_price=prices[line.product_id]) for line in order.lines))
 
 
 # --- recovery ------------------------------------------------------------------------------------------------
