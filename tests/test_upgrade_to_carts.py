@@ -1,8 +1,10 @@
 """The upgrade to carts on real data. The previous release (the commit before the first cart migration,
 unpacked from git) runs as processes and fills both databases: orders confirmed, cancelled, fulfilled and
-rejected, one placed with an Idempotency-Key. This release then migrates those databases and serves
-them: every old order reads as one line with its prices, and is cancelled and fulfilled line by line;
-the key replays with a one-line cart; the audit is clean and no unit of stock moved that should not."""
+rejected, one placed with an Idempotency-Key. This release then migrates those databases; an old order
+replica still places an order on the new schema against the new inventory (a rolling update), then this
+release serves everything: every old order reads as one line with its prices, and is cancelled and
+fulfilled line by line; the key replays with a one-line cart; the audit is clean and no unit of stock
+moved that should not."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from local.processes import wait_until
+from local.processes import migrate, wait_until
 from tests.markers import ENGINES, requires_program
 from tests.saga_helpers import SAGA_ENV, all_orders, assert_stock_matches_orders, audit
 from tests.stack_client import Api
@@ -76,10 +78,19 @@ def test_orders_of_the_previous_release_are_cancelled_and_fulfilled_after_the_up
         before = all_orders(api)
         s.stop()
 
-        # --- this release migrates them and serves them ---
+        # --- this release migrates them; for a moment an old order replica still serves, on the new schema
+        # and against the new inventory (the rolling update), and writes an order without line rows ---
+        del s.inventory.env["PYTHONPATH"]
         for process in (s.inventory, s.order):
-            del process.env["PYTHONPATH"]
-        s.start()
+            migrate(process.module, {k: v for k, v in process.env.items() if k != "PYTHONPATH"})
+        s.inventory.start()
+        s.order.start()  # the previous release's code: the schema is newer than it knows, which it serves
+        rolling = api.place(a, 4, "C6").json()
+        assert rolling["status"] == "confirmed" and "items" not in rolling
+        s.order.stop()
+        del s.order.env["PYTHONPATH"]
+        s.order.start()
+        before[rolling["order_id"]] = rolling
         after = all_orders(api)
         assert after.keys() == before.keys()
         for order_id, order in before.items():
@@ -98,6 +109,7 @@ def test_orders_of_the_previous_release_are_cancelled_and_fulfilled_after_the_up
             )
 
         assert api.cancel(to_cancel["order_id"]).json()["status"] == "cancelled"
+        assert api.cancel(rolling["order_id"]).json()["status"] == "cancelled"
         assert api.fulfil(to_fulfil["order_id"]).json()["status"] == "fulfilled"
         refused = api.cancel(to_fulfil["order_id"])
         assert refused.status_code == 409 and refused.json()["error"]["code"] == "not_cancellable"
