@@ -85,6 +85,8 @@ def test_crash_while_cancelling_is_recovered(tmp_path: Path, kind: str) -> None:
         order_id = placed.json()["order_id"]
 
         expect_crash(lambda: api.cancel(order_id))
+        # The crashed server worker is replaced by its server; until then its connections are reset.
+        wait_until(lambda: is_ready(s.order.url), what="the order service's workers to be replaced")
         assert api.order(order_id)["status"] == "cancelling"
         assert [api.product(p)["reserved_quantity"] for p in products] == [4] * 3
 
