@@ -275,6 +275,29 @@ def test_low_stock_is_highlighted(console: Console, live_api: Api) -> None:
 # --- orders --------------------------------------------------------------------------------------------
 
 
+def test_a_cart_shows_every_product_in_the_list_and_a_line_each_on_its_page(console: Console, live_api: Api) -> None:
+    first, second = _product(live_api, 20, price=12.5), _product(live_api, 20, price=2.0)
+    customer = f"C-{uuid.uuid4().hex[:8]}"
+    r = live_api.place_cart([(first, 2), (second, 3)], customer)
+    assert r.status_code == 201, r.text
+    order_id = r.json()["order_id"]
+
+    console.signed_in()
+    console.go("Orders")
+    page = console.page
+    page.get_by_label("Customer").fill(customer)
+    page.get_by_role("button", name="Filter").click()
+    row = page.locator(f'#orders-table tr[data-order="{order_id}"]')
+    expect(row).to_contain_text(f"{first}, {second}")
+    row.get_by_role("link", name=order_id).click()
+
+    lines = page.locator("#order-lines tbody tr")
+    expect(lines).to_have_count(2)
+    expect(lines.nth(0).locator("td")).to_have_text([f"{first} · Console test product", "2", "12.50", "25.00"])
+    expect(lines.nth(1).locator("td")).to_have_text([f"{second} · Console test product", "3", "2.00", "6.00"])
+    console.clean()
+
+
 def test_an_order_placed_through_the_api_is_found_cancelled_and_its_stock_comes_back(
     console: Console, live_api: Api
 ) -> None:

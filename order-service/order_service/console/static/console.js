@@ -53,6 +53,13 @@
   const money = (value) => (value === null || value === undefined ? "—" : Number(value).toFixed(2));
   const when = (iso) => (iso ? iso.replace("T", " ").replace(/\.\d+/, "").replace("+00:00", " UTC") : "—");
 
+  // An order's lines: `items` (every order of this version carries them), else the one line of an order
+  // from before carts.
+  function orderLines(o) {
+    if (Array.isArray(o.items)) return o.items;
+    return [{ product_id: o.product_id, quantity: o.quantity, unit_price: o.unit_price, line_price: o.total_price }];
+  }
+
   function ago(seconds) {
     const s = Math.round(seconds);
     if (s < 90) return `${s} s`;
@@ -334,7 +341,7 @@
         ),
         cell("State", o.status, `status status-${o.status}`),
         cell("Customer", o.customer_id, "name"),
-        cell("Product", o.product_id),
+        cell("Product", orderLines(o).map((line) => line.product_id).join(", ")),
         cell("Quantity", o.quantity, "num"),
         cell("Total", money(o.total_price), "num"),
         cell("Placed", when(o.created_at)),
@@ -389,10 +396,7 @@
         el("dd", { text: value, className: term === "State" ? `status status-${o.status}` : "" }),
       ]),
     );
-    // An order has one line today; carts (several lines, `lines`) render the same way when they come.
-    const lines = Array.isArray(o.lines)
-      ? o.lines
-      : [{ product_id: o.product_id, quantity: o.quantity, unit_price: o.unit_price, line_price: o.total_price }];
+    const lines = orderLines(o);
     $("order-lines").tBodies[0].replaceChildren(
       ...lines.map((line) => {
         const name = state.products.get(line.product_id);
