@@ -34,7 +34,16 @@ from inventory_service.domain import (
     Shortage,
     StockCheck,
 )
-from service_common.storage import UTCDateTime, big_id, insert_ignoring_conflict, reading, snapshot, utcnow, writing
+from service_common.storage import (
+    UTCDateTime,
+    big_id,
+    insert_ignoring_conflict,
+    lines_of,
+    reading,
+    snapshot,
+    utcnow,
+    writing,
+)
 
 metadata = sa.MetaData()
 
@@ -131,16 +140,10 @@ def _as_reservation(row: sa.Row[Any], lines: tuple[ReservationLine, ...]) -> Res
 
 def _lines(conn: Connection, rows: Sequence[sa.Row[Any]]) -> dict[str, tuple[ReservationLine, ...]]:
     """Each reservation's lines; one without line rows (written by a release before carts) is its one line."""
-    ids = [r.order_id for r in rows]
-    found: dict[str, list[ReservationLine]] = {}
-    for chunk in range(0, len(ids), 500):
-        query = (
-            sa.select(reservation_lines)
-            .where(reservation_lines.c.order_id.in_(ids[chunk : chunk + 500]))
-            .order_by(reservation_lines.c.order_id, reservation_lines.c.line_no)
-        )
-        for line in conn.execute(query):
-            found.setdefault(line.order_id, []).append(ReservationLine(line.product_id, line.quantity, line.unit_price))
+    found = {
+        owner: [ReservationLine(line.product_id, line.quantity, line.unit_price) for line in lines]
+        for owner, lines in lines_of(conn, reservation_lines, [r.order_id for r in rows]).items()
+    }
     result: dict[str, tuple[ReservationLine, ...]] = {}
     for r in rows:
         if r.order_id in found:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from order_service.domain import LISTED, UNFINISHED, Line, Order, OrderLine, OrderStatus, OrderSummary
-from service_common.storage import UTCDateTime, big_id, reading, snapshot, utcnow, writing
+from service_common.storage import UTCDateTime, big_id, lines_of, reading, snapshot, utcnow, writing
 
 metadata = sa.MetaData()
 
@@ -68,16 +68,10 @@ order_lines = sa.Table(
 
 
 def _lines(conn: Connection, rows: Sequence[sa.Row[Any]]) -> dict[int, tuple[OrderLine, ...]]:
-    ids = [r.id for r in rows]
-    found: dict[int, list[OrderLine]] = {}
-    for chunk in range(0, len(ids), 500):
-        query = (
-            sa.select(order_lines)
-            .where(order_lines.c.order_id.in_(ids[chunk : chunk + 500]))
-            .order_by(order_lines.c.order_id, order_lines.c.line_no)
-        )
-        for line in conn.execute(query):
-            found.setdefault(line.order_id, []).append(OrderLine(line.product_id, line.quantity, line.unit_price))
+    found = {
+        owner: [OrderLine(line.product_id, line.quantity, line.unit_price) for line in lines]
+        for owner, lines in lines_of(conn, order_lines, [r.id for r in rows]).items()
+    }
     return {
         r.id: tuple(found[r.id]) if r.id in found else (OrderLine(r.product_id, r.quantity, r.unit_price),)
         for r in rows

@@ -12,7 +12,7 @@ import datetime as dt
 import logging
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -251,6 +251,21 @@ def insert_ignoring_conflict(
     if conn.dialect.name == "postgresql":
         return postgresql_dml.insert(table).on_conflict_do_nothing(index_elements=key)
     return sqlite_dml.insert(table).on_conflict_do_nothing(index_elements=key)
+
+
+def lines_of(conn: Connection, table: sa.Table, owners: Sequence[Any]) -> dict[Any, list[sa.Row[Any]]]:
+    """The line rows of each owner (an order or a reservation), by `order_id`, in `line_no` order; read in
+    chunks of 500 owners, so a long list never makes one huge IN clause."""
+    found: dict[Any, list[sa.Row[Any]]] = {}
+    for chunk in range(0, len(owners), 500):
+        query = (
+            sa.select(table)
+            .where(table.c.order_id.in_(owners[chunk : chunk + 500]))
+            .order_by(table.c.order_id, table.c.line_no)
+        )
+        for line in conn.execute(query):
+            found.setdefault(line.order_id, []).append(line)
+    return found
 
 
 def schema_checks(engine: Engine, migrations_dir: Path) -> Any:
