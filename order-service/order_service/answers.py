@@ -25,6 +25,9 @@ class HttpAnswers:
     def refused(self, refusal: DomainError) -> Answer:
         return Answer(domain_status(refusal), domain_body(refusal))
 
+    def describe(self, order: Order) -> bytes:
+        return dumps(schemas.order_json(order))
+
 
 def response(answer: Answer) -> Response:
     headers = _RETRY_AFTER if answer.status == 503 else {}

@@ -90,6 +90,8 @@ class Order:
     response_status: int | None
     response_body: str | None
     claimed_until: dt.datetime | None
+    # How many events the order has raised (the last event's sequence).
+    event_sequence: int = 0
     # In the order given; an order written before carts (no line rows) is its one line.
     lines: tuple[OrderLine, ...] = ()
 

@@ -71,6 +71,10 @@ class Answers(Protocol):
 
     def refused(self, refusal: DomainError) -> Answer: ...
 
+    def describe(self, order: Order) -> bytes:
+        """The order as the API shows it (JSON): the data of the event its new state raises."""
+        ...
+
 
 @dataclass(frozen=True)
 class Placement:
@@ -161,7 +165,12 @@ class OrderSaga:
         )
         answer = self.answers.placed(priced)
         row = storage.confirm(
-            self.engine, order, prices, response_status=answer.status, response_body=answer.body.decode()
+            self.engine,
+            order,
+            prices,
+            describe=self.answers.describe,
+            response_status=answer.status,
+            response_body=answer.body.decode(),
         )
         if row is not None:
             metrics.saga_outcome("confirmed")
@@ -298,10 +307,15 @@ class OrderSaga:
             log.warning(f"{step} deferred", extra={"fields": {"order_id": order.order_id, "reason": str(exc)}})
             return None
         now = utcnow()
+        describe = self.answers.describe
         if order.status == OrderStatus.CANCELLING:
-            done = storage.transition(self.engine, order.id, order.status, OrderStatus.CANCELLED, cancelled_at=now)
+            done = storage.transition(
+                self.engine, order.id, order.status, OrderStatus.CANCELLED, describe=describe, cancelled_at=now
+            )
         else:
-            done = storage.transition(self.engine, order.id, order.status, OrderStatus.FULFILLED, fulfilled_at=now)
+            done = storage.transition(
+                self.engine, order.id, order.status, OrderStatus.FULFILLED, describe=describe, fulfilled_at=now
+            )
         if done is not None:
             metrics.saga_outcome(done.status.value)
         return done or self._existing(order.id)

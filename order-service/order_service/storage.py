@@ -4,7 +4,7 @@ state it expects, so exactly one request or worker wins each step, across any nu
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
@@ -39,6 +39,8 @@ orders = sa.Table(
     sa.Column("response_status", sa.Integer, nullable=True),
     sa.Column("response_body", sa.Text, nullable=True),
     sa.Column("claimed_until", UTCDateTime, nullable=True),
+    # The sequence of the order's last event (order_events): never reused, even once events are pruned.
+    sa.Column("event_sequence", sa.Integer, nullable=False, server_default="0"),
     sa.CheckConstraint(
         "status IN ('pending', 'confirmed', 'rejected', 'failing', 'failed', 'cancelling', 'cancelled', "
         "'fulfilling', 'fulfilled')",
@@ -65,6 +67,69 @@ order_lines = sa.Table(
     sa.CheckConstraint("quantity > 0", name="line_quantity_positive"),
     sa.UniqueConstraint("order_id", "product_id", name="uq_order_lines_product"),
 )
+
+
+# The transactional outbox: one row per state change a consumer acts on, written in the transaction that
+# makes the change (docs/events.md). Refused orders (rejected, failed) were never orders: no event.
+order_events = sa.Table(
+    "order_events",
+    metadata,
+    sa.Column("position", big_id(), primary_key=True, autoincrement=True),
+    sa.Column("order_id", big_id(), sa.ForeignKey("orders.id"), nullable=False),
+    sa.Column("sequence", sa.Integer, nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("occurred_at", UTCDateTime, nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
+    # PostgreSQL: the writing transaction's id (pg_current_xact_id), which orders the feed; SQLite: null.
+    sa.Column("tx", sa.BigInteger, nullable=True),
+    sa.Column("published_at", UTCDateTime, nullable=True),
+    sa.CheckConstraint("sequence > 0", name="event_sequence_positive"),
+    sa.UniqueConstraint("order_id", "sequence", name="uq_order_events_sequence"),
+    sa.Index("ix_order_events_tx_position", "tx", "position"),
+    sa.Index("ix_order_events_occurred_at", "occurred_at"),
+    sa.Index(
+        "ix_order_events_unpublished",
+        "position",
+        postgresql_where=sa.text("published_at IS NULL"),
+        sqlite_where=sa.text("published_at IS NULL"),
+    ),
+    sqlite_autoincrement=True,
+)
+
+EVENT_TYPES = {
+    OrderStatus.CONFIRMED: "order.confirmed",
+    OrderStatus.CANCELLED: "order.cancelled",
+    OrderStatus.FULFILLED: "order.fulfilled",
+}
+
+# The order as the API shows it, as JSON bytes: an event's data (given by the saga; storage speaks no HTTP).
+Describe = Callable[[Order], bytes]
+
+_PG_TX = sa.text("pg_current_xact_id()::text::bigint")
+
+
+def _raises_event(status: OrderStatus) -> dict[str, Any]:
+    """The order row's values that count one more event, when moving into `status` raises one."""
+    return {"event_sequence": orders.c.event_sequence + 1} if status in EVENT_TYPES else {}
+
+
+def _record_event(conn: Connection, order: Order, describe: Describe | None) -> None:
+    """Write the event `order`'s new state raises (if any), in the caller's transaction."""
+    kind = EVENT_TYPES.get(order.status)
+    if kind is None:
+        return
+    if describe is None:
+        raise ValueError(f"moving an order to {order.status} raises an event: describe it")
+    conn.execute(
+        order_events.insert().values(
+            order_id=order.id,
+            sequence=order.event_sequence,
+            type=kind,
+            occurred_at=order.updated_at,
+            data=describe(order).decode(),
+            tx=_PG_TX if conn.dialect.name == "postgresql" else None,
+        )
+    )
 
 
 def _lines(conn: Connection, rows: Sequence[sa.Row[Any]]) -> dict[int, tuple[OrderLine, ...]]:
@@ -182,23 +247,39 @@ def create_pending(
         return _as_order(row, tuple(OrderLine(line.product_id, line.quantity, None) for line in lines))
 
 
-def transition(engine: Engine, number: int, expected: OrderStatus, new: OrderStatus, **values: Any) -> Order | None:
-    """Move an order from an expected state to `new`; the order as written, or None if it was not there."""
+def transition(
+    engine: Engine,
+    number: int,
+    expected: OrderStatus,
+    new: OrderStatus,
+    *,
+    describe: Describe | None = None,
+    **values: Any,
+) -> Order | None:
+    """Move an order from an expected state to `new`; the order as written, or None if it was not there.
+
+    A move into a state that raises an event writes it in the same transaction (`describe` gives its data).
+    """
     now = utcnow()
     with writing(engine) as conn:
-        return _order(
+        order = _order(
             conn,
             conn.execute(
                 orders.update()
                 .where(orders.c.id == number, orders.c.status == expected.value)
-                .values(status=new.value, updated_at=now, claimed_until=None, **values)
+                .values(status=new.value, updated_at=now, claimed_until=None, **_raises_event(new), **values)
                 .returning(*orders.c)
             ).first(),
         )
+        if order is not None:
+            _record_event(conn, order, describe)
+        return order
 
 
-def confirm(engine: Engine, order: Order, prices: dict[str, Decimal], **values: Any) -> Order | None:
-    """pending → confirmed with each line's price, in one transaction; None if the order was not pending."""
+def confirm(
+    engine: Engine, order: Order, prices: dict[str, Decimal], *, describe: Describe, **values: Any
+) -> Order | None:
+    """pending → confirmed with each line's price and its event, in one transaction; None if not pending."""
     now = utcnow()
     first = order.lines[0]
     total = sum((prices[line.product_id] * line.quantity for line in order.lines), Decimal("0.00"))
@@ -212,6 +293,7 @@ def confirm(engine: Engine, order: Order, prices: dict[str, Decimal], **values: 
                 claimed_until=None,
                 unit_price=prices[first.product_id],
                 total_price=total,
+                **_raises_event(OrderStatus.CONFIRMED),
                 **values,
             )
             .returning(*orders.c)
@@ -224,7 +306,9 @@ def confirm(engine: Engine, order: Order, prices: dict[str, Decimal], **values: 
                 .where(order_lines.c.order_id == order.id, order_lines.c.product_id == line.product_id)
                 .values(unit_price=prices[line.product_id])
             )
-        return _as_order(row, tuple(replace(line, unit_price=prices[line.product_id]) for line in order.lines))
+        confirmed = _as_order(row, tuple(replace(line, unit_price=prices[line.product_id]) for line in order.lines))
+        _record_event(conn, confirmed, describe)
+        return confirmed
 
 
 # --- recovery ------------------------------------------------------------------------------------------------

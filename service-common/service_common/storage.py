@@ -224,7 +224,10 @@ def run_migrations(migrations_dir: Path, url: str) -> str | None:
     from alembic import command
 
     cfg = alembic_config(migrations_dir, url)
-    engine = create_db_engine(url, pool_size=1, statement_timeout_ms=0, lock_timeout_ms=0)
+    # SQLite runs queue on the write lock: wait for another run's whole upgrade, not the services' 2 s.
+    engine = create_db_engine(
+        url, pool_size=1, statement_timeout_ms=0, lock_timeout_ms=0, sqlite_busy_timeout_ms=120_000
+    )
     try:
         with engine.connect() as conn:
             if conn.dialect.name == "postgresql":
