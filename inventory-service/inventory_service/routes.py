@@ -3,6 +3,7 @@ reservation reads. Admin token: create, update, restock."""
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 from flask import Response
@@ -18,7 +19,8 @@ from service_common.failpoints import FailPoints
 from service_common.jsonio import json_response
 from service_common.money import to_money
 from service_common.openapi import ADMIN, SERVICE, SERVICE_OR_ADMIN, described, errors, operation_id
-from service_common.parsing import is_identifier
+from service_common.parsing import bodyless, is_identifier
+from service_common.storage import utcnow
 
 _PRODUCTS = Tag(name="products", description="The catalogue and its stock")
 _RESERVATIONS = Tag(name="reservations", description="Stock held for orders (service token)")
@@ -195,6 +197,25 @@ def inventory_blueprint(engine: Engine, settings: Settings) -> APIBlueprint:
         """
         reservations = [schemas.reservation_summary_json(r) for r in storage.list_reservations(engine)]
         return json_response({"products": storage.stock_report(engine), "reservations": reservations})
+
+    @bp.post(
+        "/inventory/ledger/fold",
+        tags=[_RESERVATIONS],
+        security=SERVICE_OR_ADMIN,
+        responses={200: schemas.LedgerFold, **errors(stray_body=True, auth=True)},
+    )
+    @require_token("service", "admin")
+    @bodyless
+    def fold_ledger() -> Response:
+        """Fold old ledger rows (service or admin)
+
+        Retention: up to LEDGER_FOLD_BATCH stock ledger rows older than LEDGER_RETENTION_HOURS become part
+        of their product's one `balance` row, in one transaction, so every sum over the ledger stays the same.
+        `more` says whether older rows are left. The Order Service's recovery worker calls it. Takes no body.
+        """
+        older_than = utcnow() - dt.timedelta(hours=settings.ledger_retention_hours)
+        folded, more = storage.fold_ledger(engine, older_than=older_than, batch=settings.ledger_fold_batch)
+        return json_response({"folded_rows": folded, "more": more})
 
     @bp.post(
         "/inventory",

@@ -266,3 +266,8 @@ def cart_check_json(results: list[domain.StockCheck]) -> dict[str, Any]:
         "available": all(r.available for r in results),
         "items": [{"product_id": r.product_id, **check_json(r)} for r in results],
     }
+
+
+class LedgerFold(BaseModel):
+    folded_rows: int = Field(description="Ledger rows folded into balance rows by this call.")
+    more: bool = Field(description="Older rows are left: call again.")

@@ -11,3 +11,7 @@ class Settings(ServiceSettings):
     database_url: str = Field("sqlite:///data/inventory.db", description="Inventory's own database.")
     port: int = Field(5001, description="Port the inventory service listens on.")
     max_restock: int = Field(1_000_000_000, ge=1, description="Largest quantity one restock may add.")
+    ledger_retention_hours: float = Field(
+        720.0, gt=0, description="Age after which stock ledger rows are folded into their product's balance row."
+    )
+    ledger_fold_batch: int = Field(1000, ge=1, description="Ledger rows one fold transaction folds at most.")

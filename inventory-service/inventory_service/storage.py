@@ -93,8 +93,17 @@ stock_ledger = sa.Table(
     sa.Column("reserved_delta", sa.BigInteger, nullable=False),
     sa.Column("order_id", sa.String(64), nullable=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.CheckConstraint("kind IN ('initial', 'restock', 'reserve', 'release', 'commit')", name="ledger_kind"),
+    # A balance row's units sold by the commits folded into it (fold_ledger); null on every other kind.
+    sa.Column("sold", sa.BigInteger, nullable=True),
+    sa.CheckConstraint("kind IN ('initial', 'restock', 'reserve', 'release', 'commit', 'balance')", name="ledger_kind"),
     sa.Index("ix_stock_ledger_product_id", "product_id"),
+    sa.Index(
+        "uq_stock_ledger_balance",
+        "product_id",
+        unique=True,
+        postgresql_where=sa.text("kind = 'balance'"),
+        sqlite_where=sa.text("kind = 'balance'"),
+    ),
     sqlite_autoincrement=True,
 )
 
@@ -443,6 +452,75 @@ def _check_matches(existing: Reservation, product_id: str | None, quantity: int 
         raise ReservationMismatch(f"Order {existing.order_id} holds a different reservation.")
 
 
+# --- retention ---------------------------------------------------------------------------------------------
+
+BALANCE = "balance"
+
+
+def fold_ledger(engine: Engine, *, older_than: dt.datetime, batch: int) -> tuple[int, bool]:
+    """Fold up to `batch` ledger rows written before `older_than` into their product's one `balance` row,
+    in one transaction: the rows are deleted and their deltas (and the units their commits sold) added to
+    the balance, so every sum over the ledger stays what it was. (The rows folded, whether more are left.)
+
+    The sums are those of the rows this transaction deleted (DELETE … RETURNING): a concurrent fold that
+    deleted some first is not counted twice.
+    """
+    ledger = stock_ledger.c
+    with writing(engine) as conn:
+        query = (
+            sa.select(ledger.id)
+            .where(ledger.kind != BALANCE, ledger.created_at < older_than)
+            .order_by(ledger.id)
+            .limit(batch + 1)
+        )
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        ids = list(conn.execute(query).scalars())
+        more = len(ids) > batch
+        if not ids:
+            return 0, False
+        deleted = conn.execute(
+            stock_ledger.delete()
+            .where(ledger.id.in_(ids[:batch]))
+            .returning(ledger.product_id, ledger.kind, ledger.available_delta, ledger.reserved_delta)
+        ).all()
+        sums: dict[str, list[int]] = {}
+        for row in deleted:
+            total = sums.setdefault(row.product_id, [0, 0, 0])
+            total[0] += row.available_delta
+            total[1] += row.reserved_delta
+            total[2] += -row.reserved_delta if row.kind == "commit" else 0
+        for product_id in sorted(sums):  # one order of row locks for every fold
+            available, reserved, sold = sums[product_id]
+            upsert = _dialect_insert(conn)(stock_ledger).values(
+                product_id=product_id,
+                kind=BALANCE,
+                available_delta=available,
+                reserved_delta=reserved,
+                sold=sold,
+                order_id=None,
+                created_at=older_than,
+            )
+            conn.execute(
+                upsert.on_conflict_do_update(
+                    index_elements=["product_id"],
+                    index_where=ledger.kind == BALANCE,
+                    set_={
+                        "available_delta": ledger.available_delta + upsert.excluded.available_delta,
+                        "reserved_delta": ledger.reserved_delta + upsert.excluded.reserved_delta,
+                        "sold": ledger.sold + upsert.excluded.sold,
+                    },
+                )
+            )
+        return len(deleted), more
+
+
+def _dialect_insert(conn: Connection) -> Any:
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
 # --- audit ---------------------------------------------------------------------------------------------------
 
 
@@ -460,7 +538,12 @@ def stock_report(engine: Engine) -> dict[str, ProductStock]:
     moment (a reserve committing between two of the reads would otherwise look like a leak)."""
     with snapshot(engine) as conn:
         # Sold: what commits took out of reserved for good (a commit row's reserved delta is -quantity).
-        sold = sa.case((stock_ledger.c.kind == "commit", -stock_ledger.c.reserved_delta), else_=0)
+        # A balance row carries the sold units of the commits folded into it (fold_ledger).
+        sold = sa.case(
+            (stock_ledger.c.kind == "commit", -stock_ledger.c.reserved_delta),
+            (stock_ledger.c.kind == BALANCE, stock_ledger.c.sold),
+            else_=0,
+        )
         ledger = {
             r.product_id: (int(r.available), int(r.reserved), int(r.sold))
             for r in conn.execute(

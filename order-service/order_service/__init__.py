@@ -25,7 +25,7 @@ decimals; times are UTC, RFC 3339.
 
 Orders are public by default (CUSTOMER_AUTH=none). With CUSTOMER_AUTH=jwt every order operation needs a
 customer's JWT (or the admin token), and a customer sees only their own orders. Fulfilment and the
-audit need the admin token.
+audit need the admin token. The event feed (`GET /events`) needs the events token or the admin token.
 
 The [operator console](/console) (admin token) shows stock, orders and the saga's health through this API."""
 
@@ -43,6 +43,8 @@ def create_saga(settings: Settings, inventory_transport: Transport | None = None
 
 def create_app(settings: Settings | None = None, inventory_transport: Transport | None = None) -> OpenAPI:
     from order_service.console import console_api_blueprint, register_console
+    from order_service.event_routes import EVENTS_SCHEME, events_blueprint
+    from order_service.metrics import OutboxCollector
     from order_service.routes import orders_blueprint
     from service_common.openapi import ADMIN_SCHEME, CUSTOMER_SCHEME
     from service_common.storage import schema_checks
@@ -50,7 +52,7 @@ def create_app(settings: Settings | None = None, inventory_transport: Transport 
 
     settings = settings or Settings()
     saga = create_saga(settings, inventory_transport)
-    schemes = {"adminToken": ADMIN_SCHEME}
+    schemes = {"adminToken": ADMIN_SCHEME, "eventsToken": EVENTS_SCHEME}
     if settings.customer_auth == "jwt":
         schemes["customerToken"] = CUSTOMER_SCHEME
     app = create_base_app(
@@ -58,10 +60,12 @@ def create_app(settings: Settings | None = None, inventory_transport: Transport 
         "Order Service",
         settings,
         schema_checks(saga.engine, MIGRATIONS),
+        [OutboxCollector(saga.engine)],
         description=DESCRIPTION,
         security_schemes=schemes,
     )
     app.register_api(orders_blueprint(saga, settings))
+    app.register_api(events_blueprint(saga.engine, settings))
     app.register_api(console_api_blueprint(saga.engine, saga.inventory, settings))
     register_console(app)
     app.extensions["saga"] = saga

@@ -133,6 +133,10 @@ class InventoryClient:
     def stock_report(self) -> dict[str, Any]:
         return self._call("GET", "/inventory/audit")
 
+    def fold_ledger(self) -> dict[str, Any]:
+        """Ask inventory to fold one batch of its old ledger rows (retention); safe to repeat."""
+        return self._call("POST", "/inventory/ledger/fold", operation="fold_ledger")
+
     # The operator console's calls (order_service.console): the catalogue, and the admin writes made
     # with the operator's own admin token, so inventory decides them as if the operator called it.
 

@@ -7,7 +7,10 @@ directory first.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import Any
+
+from sqlalchemy.engine import Engine
 
 _created: dict[str, Any] | None = None
 _creating = threading.Lock()
@@ -68,3 +71,28 @@ def worker_action(action: str) -> None:
 
 def order_lines(count: int) -> None:
     _metrics()["lines"].observe(count)
+
+
+class OutboxCollector:
+    """The outbox's figures, read from the database at scrape time (the same on every replica: take the
+    max, not the sum): events not yet published by the relay (P13) and the age of the oldest of them, and
+    the events the feed keeps (retention prunes them)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        from order_service.retention import outbox_figures
+
+        figures = outbox_figures(self.engine)
+        yield GaugeMetricFamily(
+            "order_events_unpublished", "Events the broker relay has not published yet.", figures.unpublished
+        )
+        yield GaugeMetricFamily(
+            "order_events_oldest_unpublished_age_seconds",
+            "Age of the oldest event not published yet (0 when there is none).",
+            figures.oldest_unpublished_age,
+        )
+        yield GaugeMetricFamily("order_events_kept", "Events the outbox keeps (the feed's retention).", figures.kept)

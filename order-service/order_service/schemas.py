@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, WithJsonSchema, model_validator
 
@@ -203,3 +203,35 @@ class AuditReport(BaseModel):
     checked: dict[str, int]
     discrepancy_count: int
     discrepancies: list[Discrepancy] = Field(description="The first 50.")
+
+
+class EventQuery(BaseModel):
+    after: str | None = Field(
+        None,
+        max_length=256,
+        description="The `next` of the page before (opaque). Without it, the feed starts at the oldest event kept.",
+    )
+    limit: int = Field(100, ge=1, le=1000, description="Events per page.")
+    wait: float = Field(
+        0, ge=0, le=20, description="Seconds to wait for an event while there is none (long poll); 0: answer at once."
+    )
+
+
+class Event(BaseModel):
+    """One change of an order (CloudEvents 1.0 attributes, plus `order_id` and `sequence`)."""
+
+    specversion: Literal["1.0"]
+    id: str = Field(description="`<order_id>:<sequence>`: the same on every delivery of this event.")
+    type: Literal["order.confirmed", "order.cancelled", "order.fulfilled"]
+    source: Literal["/orders"]
+    subject: str = Field(description="The order id.")
+    order_id: str
+    sequence: int = Field(ge=1, description="1, 2, … per order, without gaps.")
+    time: Timestamp = Field(description="When the change was made (UTC, RFC 3339).")
+    datacontenttype: Literal["application/json"]
+    data: Order = Field(description="The order as GET /orders/{order_id} showed it after the change.")
+
+
+class EventPage(BaseModel):
+    events: list[Event] = Field(description="Oldest first.")
+    next: str = Field(description="The cursor to read on from (`after`); the same when no event was new.")

@@ -29,6 +29,23 @@ class Settings(ServiceSettings):
     worker_interval_seconds: float = Field(1.0, gt=0, description="Pause between two passes of the worker.")
     worker_batch: int = Field(50, ge=1, description="Orders one worker pass claims at most.")
     worker_metrics_port: int = Field(0, ge=0, description="Port of the worker's /metrics; 0: not served.")
+    events_token: str | None = Field(
+        None, description="Bearer token that may only read the event feed (GET /events); the admin token may too."
+    )
+    events_token_next: str | None = Field(None, description="Also accepted, for rotating EVENTS_TOKEN.")
+    events_max_waiters: int = Field(
+        2, ge=0, description="Long-polls (GET /events?wait=) one server process holds at once; more get 429."
+    )
+    events_retention_hours: float = Field(
+        168.0, gt=0, description="Age after which the worker prunes events (published ones only, with a broker)."
+    )
+    events_broker_url: str = Field(
+        "", description="The broker the relay publishes events to (P13); empty: no broker, the feed only."
+    )
+    retention_interval_seconds: float = Field(
+        60.0, gt=0, description="Pause between two retention passes of the worker (events, keys, the ledger)."
+    )
+    retention_batch: int = Field(500, ge=1, description="Rows one retention transaction deletes or clears at most.")
     console_low_stock: int = Field(
         10, ge=0, description="The operator console highlights a product whose available units are at or below this."
     )
@@ -44,6 +61,9 @@ class Settings(ServiceSettings):
     jwt_audience: str = Field("order-service", description="Required `aud` claim.")
     jwt_issuer: str | None = Field(None, description="Required `iss` claim, when set.")
     jwt_leeway_seconds: float = Field(30.0, ge=0, description="Clock skew allowed on exp / nbf.")
+
+    def tokens(self) -> dict[str, tuple[str | None, ...]]:
+        return {**super().tokens(), "events": (self.events_token, self.events_token_next)}
 
     def worst_inventory_call(self) -> float:
         """Longest one inventory call can take, retries and pauses included."""

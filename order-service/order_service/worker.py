@@ -3,6 +3,8 @@
 It finishes what a request left behind (a crash, a timeout, inventory down) once an order has not
 moved for the grace period: pending → confirmed or failed, failing → failed, cancelling → cancelled,
 fulfilling → fulfilled. Claims are leases in the database, so any number of workers can run.
+Every RETENTION_INTERVAL_SECONDS it also runs a retention pass (retention.py): old events, expired
+Idempotency-Keys, and inventory's ledger fold, in short batches.
 
 With WORKER_METRICS_PORT set it serves, for its Deployment: `/metrics`, `/health/live` (the loop's
 heartbeat is fresh: it fails once the heartbeat is older than 3 heartbeat intervals, even though this
@@ -11,6 +13,7 @@ HTTP server still answers) and `/health/ready` (heartbeat fresh, database up, sc
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -23,7 +26,7 @@ from typing import Any
 
 from flask import Flask, Response
 
-from order_service import MIGRATIONS, metrics, storage
+from order_service import MIGRATIONS, metrics, retention, storage
 from order_service.domain import Order, OrderStatus
 from order_service.inventory_client import InventoryRefused, InventoryUnavailable
 from order_service.saga import OrderSaga
@@ -191,11 +194,22 @@ def run_forever(saga: OrderSaga) -> int:
         extra={"fields": {"grace_seconds": settings.recovery_grace_seconds, "heartbeat_interval": heartbeat.interval}},
     )
     published = PublishedHeartbeat(heartbeat, saga.engine)
+    retention_due = time.monotonic()
     while not stop.is_set():
         published.beat()
         try:
             run_pass(saga, published.beat)
+            if time.monotonic() >= retention_due:
+                retention_due = time.monotonic() + settings.retention_interval_seconds
+                retention_pass(saga)
         except Exception:  # a database outage must not end the worker; it retries next pass
             log.exception("worker pass failed")
         stop.wait(settings.worker_interval_seconds)
     return 0
+
+
+def retention_pass(saga: OrderSaga) -> retention.Pruned:
+    pruned = retention.run_retention(saga.engine, saga.inventory, saga.settings)
+    if pruned != retention.Pruned():
+        log.info("retention", extra={"fields": dataclasses.asdict(pruned)})
+    return pruned

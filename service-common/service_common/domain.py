@@ -32,6 +32,12 @@ class ConflictError(DomainError):
     """The request conflicts with the current state."""
 
 
+class GoneError(DomainError):
+    """What the request names existed once and is gone for good (pruned); asking again will not help."""
+
+    code = "gone"
+
+
 class InvalidError(DomainError):
     """The request is well-formed but asks for something not allowed."""
 

@@ -11,7 +11,14 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from service_common.domain import ConflictError, DomainError, InvalidError, NotFoundError, UnavailableError
+from service_common.domain import (
+    ConflictError,
+    DomainError,
+    GoneError,
+    InvalidError,
+    NotFoundError,
+    UnavailableError,
+)
 from service_common.jsonio import dumps, json_response
 
 log = logging.getLogger(__name__)
@@ -23,6 +30,7 @@ _HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     409: "conflict",
+    410: "gone",
     411: "length_required",
     413: "payload_too_large",
     415: "unsupported_media_type",
@@ -67,6 +75,7 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
 _DOMAIN_STATUS: dict[type[DomainError], int] = {
     NotFoundError: 404,
     ConflictError: 409,
+    GoneError: 410,
     InvalidError: 422,
     UnavailableError: 503,
 }
