@@ -80,7 +80,8 @@ def test_the_feed_needs_the_events_or_admin_token_and_the_events_token_reads_not
 
 
 @pytest.mark.parametrize(
-    "after", ["nonsense", Cursor(0, 1).encode() + "!", "MS4x", "", "Mi4wLjA", "MS4tMS4w", "MS45OTk5OTk5OTk5OTk5OTk5OTk5LjA"]
+    "after",
+    ["nonsense", Cursor(0, 1).encode() + "!", "MS4x", "", "Mi4wLjA", "MS4tMS4w", "MS45OTk5OTk5OTk5OTk5OTk5OTk5LjA"],
 )
 def test_a_cursor_the_feed_did_not_give_is_refused_as_json(feed: Services, after: str) -> None:
     r = _read(feed, after=after)
@@ -116,7 +117,8 @@ def test_a_long_poll_with_nothing_new_answers_an_empty_page_at_the_same_cursor(f
 def _age_events(apps: Services, hours: float) -> None:
     with apps.order_engine.begin() as conn:
         conn.execute(
-            sa.text("UPDATE order_events SET occurred_at = :t"), {"t": dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours)}
+            sa.text("UPDATE order_events SET occurred_at = :t"),
+            {"t": dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours)},
         )
 
 
