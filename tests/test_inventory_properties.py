@@ -1,9 +1,10 @@
 """Property tests of the inventory rules, on the storage layer against a real database: any sequence of
-reserve (of one to three lines) / release / commit / restock keeps stock non-negative and conserved per
-product, and matches the ledger."""
+reserve (of one to three lines) / release / commit / restock / fold (retention folding the ledger into balance
+rows, in batches) keeps stock non-negative and conserved per product, and matches the ledger."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 from inventory_service import MIGRATIONS, storage
 from inventory_service.domain import Line
 from service_common.domain import ConflictError, NotFoundError
-from service_common.storage import run_migrations
+from service_common.storage import run_migrations, utcnow
 from tests.markers import ENGINES
 from tests.topology import Database
 
@@ -35,6 +36,7 @@ operations = st.lists(
         st.tuples(st.just("release"), st.sampled_from(ORDERS), st.none()),
         st.tuples(st.just("commit"), st.sampled_from(ORDERS), st.none()),
         st.tuples(st.just("restock"), st.integers(0, PRODUCTS - 1), st.integers(1, 8)),
+        st.tuples(st.just("fold"), st.none(), st.integers(1, 6)),
     ),
     max_size=25,
 )
@@ -70,6 +72,9 @@ def test_any_sequence_keeps_stock_conserved_and_matches_the_ledger(
                 storage.release(engine, prefix + subject)
             elif op == "commit":
                 storage.commit(engine, prefix + subject)
+            elif op == "fold":  # every row so far is old enough: all folded, `value` rows per transaction
+                while storage.fold_ledger(engine, older_than=utcnow() + dt.timedelta(seconds=1), batch=value)[1]:
+                    pass
             else:
                 storage.restock(engine, products[subject], value)
                 restocked[products[subject]] += value

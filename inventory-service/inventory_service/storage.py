@@ -504,7 +504,7 @@ def fold_ledger(engine: Engine, *, older_than: dt.datetime, batch: int) -> tuple
             conn.execute(
                 upsert.on_conflict_do_update(
                     index_elements=["product_id"],
-                    index_where=ledger.kind == BALANCE,
+                    index_where=sa.text("kind = 'balance'"),  # as the index says it, not a parameter
                     set_={
                         "available_delta": ledger.available_delta + upsert.excluded.available_delta,
                         "reserved_delta": ledger.reserved_delta + upsert.excluded.reserved_delta,
