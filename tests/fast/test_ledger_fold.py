@@ -23,7 +23,7 @@ def test_folding_the_ledger_keeps_its_sums_sold_units_and_the_audit(apps: Servic
 
     batches = 0
     while True:
-        folded, more = storage.fold_ledger(engine, older_than=utcnow() + dt.timedelta(seconds=1), batch=3)
+        _folded, more = storage.fold_ledger(engine, older_than=utcnow() + dt.timedelta(seconds=1), batch=3)
         batches += 1
         if not more:
             break
