@@ -13,10 +13,13 @@ from pathlib import Path
 
 import pytest
 import requests
+import sqlalchemy as sa
 
 from local.cluster import Cluster
 from local.processes import ServiceProcess, drop_database, free_port, server_url, wait_until
+from service_common.storage import normalise_url
 from tests.cart_race import race_opposite_carts
+from tests.event_consumer import Consumer, assert_exactly_once_in_order
 from tests.markers import requires_program
 from tests.stack_client import Api, parallel
 from tests.topology import ADMIN_TOKEN, SERVICE_TOKEN
@@ -156,3 +159,28 @@ def rolling_restart(cluster: Cluster, replicas: list[ServiceProcess]) -> None:
             f"{replica.name} UP",
             ignoring=(OSError, KeyError),
         )
+
+
+def test_a_consumer_tailing_the_feed_sees_every_change_once_in_order(cluster: Cluster, cluster_api: Api) -> None:
+    """8 clients at once place, cancel and fulfil orders across the 3 replicas while a consumer follows the
+    feed from its `next`: it sees every change the database recorded, once, in per-order order."""
+    product = cluster_api.new_product(10_000)
+
+    def client(i: int) -> None:
+        for n in range(6):
+            order_id = cluster_api.place(product, 1, f"C{i}").json()["order_id"]
+            if n % 3 == 1:
+                cluster_api.cancel(order_id)
+            elif n % 3 == 2:
+                cluster_api.fulfil(order_id)
+
+    engine = sa.create_engine(
+        normalise_url(f"{server_url(os.environ['TEST_DATABASE_URL'])}/{cluster.database_prefix}_orders")
+    )
+    try:
+        with Consumer(cluster.order_url) as consumer:
+            parallel(8, client)
+            consumer.caught_up_with(engine)
+        assert_exactly_once_in_order(consumer.events, engine)
+    finally:
+        engine.dispose()

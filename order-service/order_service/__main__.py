@@ -1,4 +1,4 @@
-"""`python -m order_service serve | migrate | worker | audit`."""
+"""`python -m order_service serve | migrate | worker | audit | events tail`."""
 
 import sys
 
@@ -6,6 +6,7 @@ import orjson
 
 from order_service import MIGRATIONS, SERVICE, create_app, create_saga
 from order_service.audit import audit
+from order_service.events_tail import events_command
 from order_service.settings import Settings
 from order_service.worker import run_forever
 from service_common.cli import main
@@ -26,4 +27,4 @@ def _audit(settings: Settings) -> int:
 
 if __name__ == "__main__":
     commands = {"worker": lambda s: run_forever(create_saga(s)), "audit": _audit}
-    sys.exit(main(SERVICE, Settings, create_app, MIGRATIONS, extra=commands))
+    sys.exit(main(SERVICE, Settings, create_app, MIGRATIONS, extra=commands, with_args={"events": events_command}))

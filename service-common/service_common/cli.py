@@ -22,17 +22,24 @@ def main(
     migrations: Path,
     extra: dict[str, Callable[[Any], int]] | None = None,
     argv: list[str] | None = None,
+    with_args: dict[str, Callable[[Any, list[str]], int]] | None = None,
 ) -> int:
+    """Run the command named first; `with_args` commands also take the arguments that follow it."""
     commands: dict[str, Callable[[Any], int]] = {
         "serve": lambda s: _serve(service, s, app_factory),
         "migrate": lambda s: _migrate(migrations, s),
         **(extra or {}),
     }
     parser = argparse.ArgumentParser(prog=f"python -m {service.replace('-', '_')}")
-    parser.add_argument("command", choices=sorted(commands))
+    parser.add_argument("command", choices=sorted([*commands, *(with_args or {})]))
+    parser.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.command not in (with_args or {}) and args.arguments:
+        parser.error(f"{args.command} takes no arguments")
     settings = settings_class()
     configure_logging(settings.log_level)
+    if args.command in (with_args or {}):
+        return (with_args or {})[args.command](settings, args.arguments)
     return commands[args.command](settings)
 
 
