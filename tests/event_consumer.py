@@ -18,7 +18,7 @@ from tests.topology import ADMIN_TOKEN
 class Consumer:
     def __init__(self, order_url: str) -> None:
         self.events: list[dict[str, Any]] = []
-        self.cursors: list[str] = []
+        self.cursors: list[tuple[int, str]] = []  # (events seen, the cursor after them)
         self._stop = threading.Event()
         self._read = http_reader(order_url, ADMIN_TOKEN)
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -26,9 +26,17 @@ class Consumer:
 
     def _run(self) -> None:
         try:
-            follow(self._read, None, self.events.append, saved=self.cursors.append, stop=self._stop, wait=1)
+            follow(self._read, None, self.events.append, saved=self._saved, stop=self._stop, wait=1)
         except BaseException as exc:  # shown by the test
             self.failure = exc
+
+    def _saved(self, cursor: str) -> None:
+        self.cursors.append((len(self.events), cursor))
+
+    def cursor_after(self, seen: int) -> str:
+        """The `next` the consumer was given once it had seen `seen` events."""
+        wait_until(lambda: any(n == seen for n, _ in self.cursors), 10, f"the cursor after {seen} events")
+        return next(c for n, c in self.cursors if n == seen)
 
     def __enter__(self) -> Consumer:
         self._thread.start()
