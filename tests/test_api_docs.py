@@ -30,6 +30,8 @@ SECURITY = {
         "stock": [{"adminToken": []}],
         "restock_product": [{"adminToken": []}],
         "update_product": [{"adminToken": []}],
+        # The event feed: its own read-only token, or the admin token.
+        "read_events": [{"eventsToken": []}, {"adminToken": []}],
     },
     "inventory": {
         "reserve": [{"serviceToken": []}],
@@ -40,6 +42,7 @@ SECURITY = {
         "create_product": [{"adminToken": []}],
         "update_product": [{"adminToken": []}],
         "restock": [{"adminToken": []}],
+        "fold_ledger": [{"serviceToken": []}, {"adminToken": []}],
     },
 }
 
@@ -110,7 +113,7 @@ def test_document_describes_every_operation(live: Stack, service: str) -> None:
 def test_document_declares_the_tokens_the_code_requires(live: Stack, service: str) -> None:
     doc = _document(_url(live, service))
     schemes = doc["components"]["securitySchemes"]
-    expected_schemes = {"order": {"adminToken"}, "inventory": {"serviceToken", "adminToken"}}[service]
+    expected_schemes = {"order": {"adminToken", "eventsToken"}, "inventory": {"serviceToken", "adminToken"}}[service]
     assert set(schemes) == expected_schemes
     assert all(s["type"] == "http" and s["scheme"] == "bearer" and s.get("description") for s in schemes.values())
     for method, path, op in _operations(doc):
@@ -173,8 +176,8 @@ def test_customer_tokens_are_declared_when_customer_auth_is_on(tmp_path: Path) -
     assert doc["components"]["securitySchemes"]["customerToken"]["bearerFormat"] == "JWT"
     for method, path, op in _operations(doc):
         assert "401" in op["responses"], f"{method.upper()} {path}"
-        admin_only = op["operationId"] in SECURITY["order"]
-        expected = [{"adminToken": []}] if admin_only else [{"customerToken": []}, {"adminToken": []}]
+        # Operations with their own tokens keep them; every other needs a customer's JWT or the admin token.
+        expected = SECURITY["order"].get(op["operationId"], [{"customerToken": []}, {"adminToken": []}])
         assert op["security"] == expected, f"{method.upper()} {path}"
 
 
