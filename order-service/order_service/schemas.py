@@ -209,6 +209,7 @@ class EventQuery(BaseModel):
     after: str | None = Field(
         None,
         max_length=256,
+        pattern="^[A-Za-z0-9_-]*$",
         description="The `next` of the page before (opaque). Without it, the feed starts at the oldest event kept.",
     )
     limit: int = Field(100, ge=1, le=1000, description="Events per page.")

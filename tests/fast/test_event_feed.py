@@ -81,7 +81,7 @@ def test_the_feed_needs_the_events_or_admin_token_and_the_events_token_reads_not
 
 @pytest.mark.parametrize(
     "after",
-    ["nonsense", Cursor(0, 1).encode() + "!", "MS4x", "", "Mi4wLjA", "MS4tMS4w", "MS45OTk5OTk5OTk5OTk5OTk5OTk5LjA"],
+    ["nonsense", Cursor(0, 1).encode() + "A", "MS4x", "", "Mi4wLjA", "MS4tMS4w", "MS45OTk5OTk5OTk5OTk5OTk5OTk5LjA"],
 )
 def test_a_cursor_the_feed_did_not_give_is_refused_as_json(feed: Services, after: str) -> None:
     r = _read(feed, after=after)
