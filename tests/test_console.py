@@ -462,7 +462,7 @@ def test_saga_health_counts_orders_by_state(console: Console, live_api: Api) -> 
     expect(page.locator("#health-inflight")).to_have_text("0")
     expect(page.locator("#health-oldest")).to_have_text("No order is between two steps.")
     expect(page.locator("#health-worker")).to_contain_text("(moving)")
-    expect(page.locator("#health-outbox")).to_contain_text("no outbox")
+    expect(page.locator("#health-outbox")).to_contain_text("kept for the feed (GET /events)")
     console.clean()
 
 

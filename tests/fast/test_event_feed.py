@@ -176,3 +176,16 @@ def test_expired_idempotency_keys_are_cleared_and_their_orders_stay(feed: Servic
     # The key is free again: a new request with it places a new order.
     again = feed.place(product, 1, headers={"Idempotency-Key": "k-1"})
     assert again.status_code == 201 and again.json["order_id"] not in (keyed, live)
+
+
+def test_the_outbox_backlog_shows_in_metrics_and_the_console(feed: Services) -> None:
+    product = feed.new_product(10)
+    order_id = feed.place(product, 1).json["order_id"]
+    feed.cancel(order_id)
+    _age_events(feed, 1)  # an hour old
+    metrics = feed.order.test_client().get("/metrics").get_data(as_text=True)
+    assert "order_events_unpublished 2.0" in metrics
+    age = next(line for line in metrics.splitlines() if line.startswith("order_events_oldest_unpublished_age_seconds"))
+    assert float(age.split()[1]) >= 3600
+    outbox = feed.order.test_client().get("/admin/saga", headers=ADMIN).json["outbox"]
+    assert (outbox["broker"], outbox["unpublished"], outbox["kept"]) == (False, 2, 2)

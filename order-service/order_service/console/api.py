@@ -19,6 +19,7 @@ from order_service import storage
 from order_service.console import schemas
 from order_service.domain import UNFINISHED, OrderStatus, format_order_id
 from order_service.inventory_client import InventoryClient, InventoryRefused, InventoryUnavailable
+from order_service.retention import outbox_figures
 from order_service.settings import Settings
 from service_common.auth import bearer_token, require_token
 from service_common.errors import ApiError
@@ -63,6 +64,17 @@ def _refusal(exc: InventoryRefused) -> ApiError:
     return _inventory_unavailable("The inventory service refused the call; retry shortly.")
 
 
+def _outbox(engine: sa.Engine, settings: Settings) -> dict[str, Any]:
+    figures = outbox_figures(engine)
+    return {
+        "broker": bool(settings.events_broker_url),
+        "unpublished": figures.unpublished,
+        "oldest_unpublished_age_seconds": round(figures.oldest_unpublished_age, 1),
+        "kept": figures.kept,
+        "retention_hours": settings.events_retention_hours,
+    }
+
+
 def saga_health(engine: sa.Engine, settings: Settings) -> dict[str, Any]:
     orders = storage.orders
     now = utcnow()
@@ -88,6 +100,7 @@ def saga_health(engine: sa.Engine, settings: Settings) -> dict[str, Any]:
             "age_seconds": round(max((now - oldest.updated_at).total_seconds(), 0.0), 1),
         },
         "recovery_grace_seconds": settings.recovery_grace_seconds,
+        "outbox": _outbox(engine, settings),
         "workers": [
             {
                 "worker_id": row.worker_id,

@@ -64,11 +64,20 @@ class WorkerHeartbeat(BaseModel):
     fresh: bool = Field(description="Its heartbeat is younger than stale_after_seconds.")
 
 
+class Outbox(BaseModel):
+    broker: bool = Field(description="A broker relay is configured (EVENTS_BROKER_URL): it publishes the events.")
+    unpublished: int = Field(description="Events not published to the broker yet (without one: every event kept).")
+    oldest_unpublished_age_seconds: float = Field(description="Age of the oldest of them; 0 if none.")
+    kept: int = Field(description="Events the outbox keeps for the feed (GET /events).")
+    retention_hours: float = Field(description="Events older than this are pruned (published ones, with a broker).")
+
+
 class SagaHealth(BaseModel):
     counts: dict[str, int] = Field(description="Orders in each state, every state listed.")
     in_flight: int = Field(description="Orders between two steps: pending, failing, cancelling, fulfilling.")
     oldest_in_flight: InFlightOrder | None = Field(description="The in-flight order waiting longest; null if none.")
     recovery_grace_seconds: float = Field(description="Age after which the recovery worker finishes an order.")
+    outbox: Outbox = Field(description="The order events' outbox.")
     workers: list[WorkerHeartbeat] = Field(
         description="Every recovery worker that beat within the last day, by id; a stale one has stopped moving."
     )

@@ -488,12 +488,27 @@
     );
   }
 
+  function renderOutbox(o) {
+    if (!o) {
+      $("health-outbox").textContent = "No outbox figures from this server.";
+    } else if (o.broker) {
+      const oldest = o.unpublished ? `; the oldest waits for ${ago(o.oldest_unpublished_age_seconds)}` : "";
+      $("health-outbox").textContent =
+        `${o.unpublished} event(s) not yet published to the broker${oldest}. ${o.kept} kept for the feed.`;
+    } else {
+      const oldest = o.kept ? `, the oldest from ${ago(o.oldest_unpublished_age_seconds)} ago` : "";
+      $("health-outbox").textContent =
+        `${o.kept} event(s) kept for the feed (GET /events)${oldest}; no broker, kept ${o.retention_hours} h.`;
+    }
+  }
+
   async function loadHealth() {
     const result = await api("GET", "/admin/saga");
     if (result.status !== 200) throw failed(result);
     const h = result.data;
     $("health-inflight").textContent = String(h.in_flight);
     renderWorkers(h.workers || []);
+    renderOutbox(h.outbox);
     const oldest = $("health-oldest");
     if (h.oldest_in_flight) {
       const o = h.oldest_in_flight;
@@ -669,7 +684,6 @@
   function start() {
     const select = $("filter-status");
     for (const s of STATES) select.append(el("option", { text: s, attrs: { value: s } }));
-    $("health-outbox").textContent = "None: this version has no outbox (the saga records each step in the order row).";
     $("signin-form").addEventListener("submit", signIn);
     $("sign-out").addEventListener("click", () => signOut());
     $("orders-filter").addEventListener("submit", applyFilter);
