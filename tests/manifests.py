@@ -65,7 +65,15 @@ MUST_SET = {
 }
 ORDER_MUST_SET = {"serve": {"INVENTORY_URL"}}
 # Settings that are credentials: only ever from a Secret.
-SECRET_SETTINGS = {"DATABASE_URL", "SERVICE_TOKEN", "SERVICE_TOKEN_NEXT", "ADMIN_TOKEN", "ADMIN_TOKEN_NEXT"}
+SECRET_SETTINGS = {
+    "DATABASE_URL",
+    "SERVICE_TOKEN",
+    "SERVICE_TOKEN_NEXT",
+    "ADMIN_TOKEN",
+    "ADMIN_TOKEN_NEXT",
+    "EVENTS_TOKEN",
+    "EVENTS_TOKEN_NEXT",
+}
 
 
 # --- Dockerfiles -------------------------------------------------------------------------------------------
