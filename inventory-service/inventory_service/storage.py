@@ -123,8 +123,61 @@ reservation_lines = sa.Table(
 )
 
 
+# The reserve path's statements, built once (bound per call).
+_HELD = ReservationStatus.HELD
+_PRICES = sa.select(products.c.product_id, products.c.price).where(
+    products.c.product_id.in_(sa.bindparam("ids", expanding=True))
+)
+# FOR NO KEY UPDATE: the lock an UPDATE of these columns takes; it does not block the key-share lock that a
+# reservation row's foreign key takes on its product.
+_LOCK = (
+    sa.select(products.c.product_id, products.c.available_quantity, products.c.price)
+    .where(products.c.product_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(products.c.product_id)
+    .with_for_update(key_share=True)
+)
+_TAKE = (
+    products.update()
+    .where(products.c.product_id == sa.bindparam("pid"), products.c.available_quantity >= sa.bindparam("q"))
+    .values(
+        available_quantity=products.c.available_quantity - sa.bindparam("q"),
+        reserved_quantity=products.c.reserved_quantity + sa.bindparam("q"),
+        updated_at=sa.bindparam("now"),
+    )
+    .returning(products.c.product_id)
+)
+_DROP_KEYS = reservations.delete().where(reservations.c.order_id.in_(sa.bindparam("ids", expanding=True)))
+_REPRICE = (
+    reservations.update().where(reservations.c.order_id == sa.bindparam("oid")).values(unit_price=sa.bindparam("price"))
+)
+_KEYS: dict[str, Any] = {}
+
+
+def _insert_keys(conn: Connection) -> Any:
+    """INSERT … ON CONFLICT (order_id) DO NOTHING RETURNING order_id, built once per dialect."""
+    name = conn.dialect.name
+    if name not in _KEYS:
+        _KEYS[name] = insert_ignoring_conflict(conn, reservations, ["order_id"]).returning(reservations.c.order_id)
+    return _KEYS[name]
+
+
+def _key_row(ask: tuple[str, Sequence[Line]], prices: dict[str, Decimal], now: dt.datetime) -> dict[str, Any]:
+    """A new reservation's row: its first line, at the price read before the lock (corrected if it moved)."""
+    order_id, lines = ask
+    first = lines[0]
+    return {
+        "order_id": order_id,
+        "product_id": first.product_id,
+        "quantity": first.quantity,
+        "unit_price": prices[first.product_id],
+        "status": HELD,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
 class _Short(Exception):
-    """Rolls back a reserve one of whose lines found too little stock."""
+    """A reserve one of whose lines found too little stock: it holds nothing."""
 
 
 # --- reads ---------------------------------------------------------------------------------------------------
@@ -217,87 +270,152 @@ def _reservation(conn: Connection, order_id: str) -> sa.Row[Any] | None:
 # --- stock changes -------------------------------------------------------------------------------------------
 
 
+def _ledger_row(
+    product_id: str, kind: str, available: int, reserved: int, order_id: str | None, now: dt.datetime
+) -> dict[str, Any]:
+    return {
+        "product_id": product_id,
+        "kind": kind,
+        "available_delta": available,
+        "reserved_delta": reserved,
+        "order_id": order_id,
+        "created_at": now,
+    }
+
+
 def _ledger(conn: Connection, product_id: str, kind: str, available: int, reserved: int, order_id: str | None) -> None:
-    conn.execute(
-        stock_ledger.insert().values(
-            product_id=product_id,
-            kind=kind,
-            available_delta=available,
-            reserved_delta=reserved,
-            order_id=order_id,
-            created_at=utcnow(),
-        )
-    )
+    conn.execute(stock_ledger.insert(), _ledger_row(product_id, kind, available, reserved, order_id, utcnow()))
 
 
 def reserve(engine: Engine, order_id: str, lines: Sequence[Line]) -> Reserved:
     """Hold every line for `order_id`, or none, once. A retry with the same lines is answered again.
 
-    One transaction: unknown products refused first, then the reservation's key (a retry or a tombstone
-    stops there), then each product's conditional update in product-id order, so two orders naming the
-    same products in any order lock them in the same order and cannot deadlock (release and commit, too,
-    take the key and then the products in that order). A short line rolls back every line.
+    One transaction of its own: reserve_many() with this one reserve in it, then settle() its outcome.
     """
-    asked = {line.product_id: line.quantity for line in lines}
-    try:
-        with writing(engine) as conn:
-            now = utcnow()
-            first = lines[0]
-            # Products are never deleted: one unknown now is unknown for good (and the key's row names it).
-            query = sa.select(products.c.product_id).where(products.c.product_id.in_(list(asked)))
-            known = set(conn.execute(query).scalars())
+    (outcome,) = reserve_many(engine, [(order_id, lines)])
+    return settle(engine, order_id, lines, outcome)
+
+
+class _Taken(Exception):
+    """The order's key was taken before this reserve: a retry, a tombstone, or the same order twice in a batch."""
+
+
+# What reserve_many decides for each reserve: held (Reserved), or why not (an exception, raised by settle()).
+Outcome = Reserved | Exception
+
+
+def reserve_many(engine: Engine, asks: Sequence[tuple[str, Sequence[Line]]]) -> list[Outcome]:
+    """Several reserves (order id, lines) in one transaction with one commit (a group commit), each decided
+    on its own: one that cannot be met changes nothing and takes nothing from the others.
+
+    Locks are taken in one global order, the same as a single reserve, release and commit take them:
+    first the reservations' keys, in order-id order (one INSERT … ON CONFLICT DO NOTHING; a key already
+    taken is a retry or a tombstone, settled afterwards by reading it), then every product the batch
+    touches, in product-id order (SELECT … FOR NO KEY UPDATE on PostgreSQL; SQLite has one writer). With
+    the rows locked, each reserve whose key is new is checked against the stock left by the ones before
+    it, in arrival order; a short one's key is deleted again before the commit, so it never existed. Then
+    one conditional update per product for the sum held, and the ledger and line rows of every reserve.
+    The conditional updates and the columns' checks are what hold stock non-negative; the arithmetic here
+    only chooses which reserves to try.
+    """
+    outcomes: list[Outcome | None] = [None] * len(asks)
+    now = utcnow()
+    with writing(engine) as conn:
+        touched = sorted({line.product_id for _, lines in asks for line in lines})
+        # Products are never deleted: one unknown now is unknown for good (and the key's row names it).
+        prices = {r.product_id: r.price for r in conn.execute(_PRICES, {"ids": touched})}
+        candidates: list[int] = []
+        seen: set[str] = set()
+        for i, (order_id, lines) in enumerate(asks):
+            unknown = next((line.product_id for line in lines if line.product_id not in prices), None)
+            if unknown is not None:
+                outcomes[i] = ProductNotFound(unknown)
+            elif order_id in seen:
+                outcomes[i] = _Taken()  # the same order twice in one batch: the second is a retry of the first
+            else:
+                seen.add(order_id)
+                candidates.append(i)
+        if candidates:
+            keys = sorted(candidates, key=lambda i: asks[i][0])
+            new = set(conn.execute(_insert_keys(conn), [_key_row(asks[i], prices, now) for i in keys]).scalars())
+            won = [i for i in candidates if asks[i][0] in new]
+            for i in candidates:
+                if asks[i][0] not in new:
+                    outcomes[i] = _Taken()
+            if won:
+                _hold(conn, asks, won, prices, outcomes, now)
+    return [o if o is not None else RuntimeError("reserve left undecided") for o in outcomes]
+
+
+def _hold(
+    conn: Connection,
+    asks: Sequence[tuple[str, Sequence[Line]]],
+    won: list[int],
+    prices: dict[str, Decimal],
+    outcomes: list[Outcome | None],
+    now: dt.datetime,
+) -> None:
+    """The second half of reserve_many: the products locked, each new reserve held or refused."""
+    products_of = sorted({line.product_id for i in won for line in asks[i][1]})
+    locked = {r.product_id: r for r in conn.execute(_LOCK, {"ids": products_of})}
+    left = {p: r.available_quantity for p, r in locked.items()}
+    taken = dict.fromkeys(products_of, 0)
+    held: list[int] = []
+    short: list[str] = []
+    for i in won:
+        order_id, lines = asks[i]
+        if all(left[line.product_id] >= line.quantity for line in lines):
             for line in lines:
-                if line.product_id not in known:
-                    raise ProductNotFound(line.product_id)
-            header = conn.execute(
-                insert_ignoring_conflict(conn, reservations, ["order_id"])
-                .values(
-                    order_id=order_id,
-                    product_id=first.product_id,
-                    quantity=first.quantity,
-                    unit_price=0,  # set below, once the first line's price is read
-                    status=HELD,
-                    created_at=now,
-                    updated_at=now,
-                )
-                .returning(reservations.c.order_id)
-            ).first()
-            if header is not None:
-                prices: dict[str, Decimal] = {}
-                for product_id in sorted(asked):
-                    taken = conn.execute(
-                        products.update()
-                        .where(products.c.product_id == product_id, products.c.available_quantity >= asked[product_id])
-                        .values(
-                            available_quantity=products.c.available_quantity - asked[product_id],
-                            reserved_quantity=products.c.reserved_quantity + asked[product_id],
-                            updated_at=now,
-                        )
-                        .returning(products.c.price)
-                    ).first()
-                    if taken is None:
-                        raise _Short
-                    prices[product_id] = taken.price
-                    _ledger(conn, product_id, "reserve", -asked[product_id], asked[product_id], order_id)
-                held = tuple(ReservationLine(x.product_id, x.quantity, prices[x.product_id]) for x in lines)
-                conn.execute(
-                    reservation_lines.insert(),
-                    [{"order_id": order_id, "line_no": n, **vars(line)} for n, line in enumerate(held)],
-                )
-                row = conn.execute(
-                    reservations.update()
-                    .where(reservations.c.order_id == order_id)
-                    .values(unit_price=prices[first.product_id])
-                    .returning(*reservations.c)
-                ).one()
-                return Reserved(_as_reservation(row, held), created=True)
-    except _Short:
+                left[line.product_id] -= line.quantity
+                taken[line.product_id] += line.quantity
+            held.append(i)
+        else:
+            short.append(order_id)
+            outcomes[i] = _Short()
+    if short:  # keys inserted above, in this transaction: removing them leaves no trace
+        conn.execute(_DROP_KEYS, {"ids": short})
+    if not held:
+        return
+    for product_id in products_of:
+        if taken[product_id]:
+            row = conn.execute(_TAKE, {"pid": product_id, "q": taken[product_id], "now": now}).first()
+            if row is None:  # the lock above makes this impossible; if it happens, nothing is held
+                raise RuntimeError(f"stock of {product_id} changed under its lock")
+    ledger: list[dict[str, Any]] = []
+    line_rows: list[dict[str, Any]] = []
+    repriced: list[dict[str, Any]] = []
+    for i in held:
+        order_id, lines = asks[i]
+        kept = tuple(ReservationLine(x.product_id, x.quantity, locked[x.product_id].price) for x in lines)
+        line_rows += [{"order_id": order_id, "line_no": n, **vars(x)} for n, x in enumerate(kept)]
+        for x in sorted(kept, key=lambda x: x.product_id):
+            ledger.append(_ledger_row(x.product_id, "reserve", -x.quantity, x.quantity, order_id, now))
+        first = kept[0]
+        if first.unit_price != prices[first.product_id]:  # repriced between the first read and the lock
+            repriced.append({"oid": order_id, "price": first.unit_price})
+        reservation = Reservation(order_id, first.product_id, first.quantity, first.unit_price, _HELD, now, now, kept)
+        outcomes[i] = Reserved(reservation, created=True)
+    conn.execute(stock_ledger.insert(), ledger)
+    conn.execute(reservation_lines.insert(), line_rows)
+    if repriced:
+        conn.execute(_REPRICE, repriced)
+
+
+def settle(engine: Engine, order_id: str, lines: Sequence[Line], outcome: Outcome) -> Reserved:
+    """The answer to one reserve of reserve_many: its reservation, or the refusal, read after the commit."""
+    if isinstance(outcome, Reserved):
+        return outcome
+    if isinstance(outcome, _Short):
         _refuse_short(engine, lines)
+    if not isinstance(outcome, _Taken):
+        raise outcome
     # The key was taken: a replay of an earlier reserve, or a tombstone.
     with reading(engine) as conn:
         existing = _reservation(conn, order_id)
-        assert existing is not None  # the insert conflicted on this very key; reservations are never deleted
-        reservation = _with_lines(conn, existing)
+        reservation = _with_lines(conn, existing) if existing is not None else None
+    if reservation is None:
+        # Named twice in one batch whose first was short (its key removed): try again, alone.
+        return reserve(engine, order_id, lines)
     if reservation.status == ReservationStatus.RELEASED:
         raise ReservationReleased(f"Order {order_id} was released; it can never hold stock again.")
     if [(line.product_id, line.quantity) for line in reservation.lines] != [(x.product_id, x.quantity) for x in lines]:
