@@ -20,7 +20,8 @@ numbers with two decimals."""
 
 
 def create_app(settings: Settings | None = None) -> OpenAPI:
-    from inventory_service.metrics import StockCollector
+    from inventory_service.batching import ReserveBatcher
+    from inventory_service.metrics import StockCollector, reserves_per_transaction
     from inventory_service.routes import inventory_blueprint
     from service_common.openapi import ADMIN_SCHEME, SERVICE_SCHEME
     from service_common.storage import engine_for, schema_checks
@@ -37,6 +38,8 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         description=DESCRIPTION,
         security_schemes={"serviceToken": SERVICE_SCHEME, "adminToken": ADMIN_SCHEME},
     )
-    app.register_api(inventory_blueprint(engine, settings))
+    batcher = ReserveBatcher(engine, settings.reserve_batch_max, reserves_per_transaction().observe)
+    app.register_api(inventory_blueprint(engine, settings, batcher))
     app.extensions["engine"] = engine
+    app.extensions["reserve_batcher"] = batcher
     return app

@@ -11,6 +11,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from sqlalchemy.engine import Engine
 
 from inventory_service import schemas, storage
+from inventory_service.batching import ReserveBatcher
 from inventory_service.domain import ProductNotFound, ReservationNotFound
 from inventory_service.settings import Settings
 from service_common.auth import require_token
@@ -47,7 +48,7 @@ def _price(value: float | int) -> Decimal:
     return to_money(exact)
 
 
-def inventory_blueprint(engine: Engine, settings: Settings) -> APIBlueprint:
+def inventory_blueprint(engine: Engine, settings: Settings, batcher: ReserveBatcher) -> APIBlueprint:
     bp = APIBlueprint("inventory", __name__, operation_id_callback=operation_id)
 
     @bp.get("/inventory", tags=[_PRODUCTS], responses={200: schemas.ProductList, **errors()})
@@ -114,7 +115,7 @@ def inventory_blueprint(engine: Engine, settings: Settings) -> APIBlueprint:
         `order_id`, at the current prices, all or nothing, once: a retry with the same order and lines
         answers the reservation again (200). An unknown product is answered 404 naming it; nothing moves.
         """
-        result = storage.reserve(engine, body.order_id, body.lines())
+        result = batcher.reserve(body.order_id, body.lines())
         failpoints.hit("inventory_after_reserve")  # committed, the answer not yet sent
         return json_response(schemas.reservation_json(result.reservation), 201 if result.created else 200)
 

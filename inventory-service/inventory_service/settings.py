@@ -15,3 +15,10 @@ class Settings(ServiceSettings):
         720.0, gt=0, description="Age after which stock ledger rows are folded into their product's balance row."
     )
     ledger_fold_batch: int = Field(1000, ge=1, description="Ledger rows one fold transaction folds at most.")
+    reserve_batch_max: int = Field(
+        64,
+        ge=1,
+        le=1000,
+        description="Most reserves one transaction may hold: concurrent reserves in a process share one commit "
+        "(group commit). 1 turns batching off: each reserve runs alone, in its own request thread.",
+    )

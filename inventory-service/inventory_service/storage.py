@@ -296,6 +296,13 @@ def reserve(engine: Engine, order_id: str, lines: Sequence[Line]) -> Reserved:
     return settle(engine, order_id, lines, outcome)
 
 
+class StockMoved(RuntimeError):
+    """A product's stock changed under the lock reserve_many holds on it: never expected; nothing is held."""
+
+    def __init__(self, product_id: str) -> None:
+        super().__init__(f"stock of {product_id} changed under its lock")
+
+
 class _Taken(Exception):
     """The order's key was taken before this reserve: a retry, a tombstone, or the same order twice in a batch."""
 
@@ -380,7 +387,7 @@ def _hold(
         if taken[product_id]:
             row = conn.execute(_TAKE, {"pid": product_id, "q": taken[product_id], "now": now}).first()
             if row is None:  # the lock above makes this impossible; if it happens, nothing is held
-                raise RuntimeError(f"stock of {product_id} changed under its lock")
+                raise StockMoved(product_id)
     ledger: list[dict[str, Any]] = []
     line_rows: list[dict[str, Any]] = []
     repriced: list[dict[str, Any]] = []
