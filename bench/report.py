@@ -15,12 +15,39 @@ CEILING = {
     "order_spread": "pgbench_spread",
     "order_cart": "pgbench_spread",
     "read": "hello",
+    "reserve_hot": "pgbench_hot",
 }
-SERVICE_SCENARIOS = ("order_hot", "order_spread", "order_cart", "read", "mix")
+SERVICE_SCENARIOS = ("order_hot", "order_spread", "order_cart", "read", "mix", "reserve_hot")
 CEILINGS = ("hello", "pgbench_hot", "pgbench_spread")
 TARGET_HOT = 0.5  # POST /orders hot product >= 50 % of the pgbench hot-row ceiling
 TARGET_READ = 0.4  # GET /inventory/{id} >= 40 % of hello-world
 TARGET_P99 = 3.0  # p99 of POST /orders <= 3x pgbench hot-row mean latency
+TARGET_RESERVE = 1.0  # POST /inventory/reserve hot (group commit) above the pgbench hot-row ceiling
+
+
+def batch_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
+    """Reserves per transaction during a run, from the histogram's cumulative buckets before and after:
+    transactions, reserves, and how many transactions held up to each bucket's bound (not cumulative)."""
+    bounds = sorted((k for k in after if k != "sum"), key=lambda k: float(k))
+    counts: dict[str, int] = {}
+    below = 0
+    for le in bounds:
+        cumulative = int(after[le] - before.get(le, 0.0))
+        counts[le] = cumulative - below
+        below = cumulative
+    reserves = int(after.get("sum", 0.0) - before.get("sum", 0.0))
+    return {"transactions": below, "reserves": reserves, "by_bucket": counts}
+
+
+def batch_text(batches: dict[str, Any] | None) -> str:
+    """ "1,040 tx, 7.9 per tx (≤1: 12, ≤8: 1,020, …)"; — without the histogram (behind HAProxy)."""
+    if not batches or not batches["transactions"]:
+        return "—"
+    mean = batches["reserves"] / batches["transactions"]
+    shown = ", ".join(
+        f"≤{float(le):g}: {n:,}" if le != "+Inf" else f">128: {n:,}" for le, n in batches["by_bucket"].items() if n
+    )
+    return f"{batches['transactions']:,} tx, {mean:.1f} per tx ({shown})"
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
@@ -147,6 +174,12 @@ class Results:
                 met = None if p99 is None else p99 <= TARGET_P99
                 where = f"{r['topology']} {r['engine']}"
                 row("p99 POST /orders ≤ 3x pgbench hot mean", where, r["clients"], p99, f"{_fmt(p99)}x", met)
+        for r in self.services():
+            if r["scenario"] == "reserve_hot":
+                ratio = self.ratio(r)
+                met = None if ratio is None else ratio > TARGET_RESERVE
+                where = f"{r['topology']} {r['engine']}"
+                row("reserve hot (group commit) > pgbench hot row", where, r["clients"], ratio, _pct(ratio), met)
         for scenario in ("order_hot", "order_spread"):
             for sqlite in (r for r in self.services() if r["scenario"] == scenario and r["engine"] == "sqlite"):
                 pg = self.find(scenario, "single", "postgresql", sqlite["clients"])
@@ -160,6 +193,26 @@ class Results:
                         f"{ratio:.2f}x ({sqlite['rps']:.0f} vs {pg['rps']:.0f}/s)",
                         ratio >= 1.0,
                     )
+        return lines
+
+    def reserves(self) -> list[str]:
+        """The group commit: inventory driven directly, against pgbench's hot row at the same concurrency."""
+        runs = [r for r in self.services() if r["scenario"] == "reserve_hot"]
+        if not runs:
+            return []
+        lines = [
+            "| where | clients | 201/s | pgbench_hot /s | ratio | p99 ms | stock drop | 201s | cut off | errors | "
+            "reserves per transaction | CPU s/1k inventory | postgres |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|",
+        ]
+        for r in runs:
+            ceiling = self.ceiling_of(r)
+            lines.append(
+                f"| {r['topology']} {r['engine']} | {r['clients']} | {_fmt(r['rps'], 0)} | "
+                f"{_fmt(ceiling['rps'], 0) if ceiling else '—'} | {_pct(self.ratio(r))} | {_fmt(r['p99_ms'])} | "
+                f"{r.get('stock_drop', '—')} | {r['successes']} | {r.get('cut_off', '—')} | {_errors(r['errors'])} | "
+                f"{batch_text(r.get('reserves_per_transaction'))} | {_cpu(r, 'inventory')} | {_cpu(r, 'postgres')} |"
+            )
         return lines
 
     def logging(self) -> list[str]:
@@ -194,6 +247,9 @@ class Results:
     def markdown(self, header: list[str]) -> str:
         parts = [*header, "", "## Ratios to the ceilings", "", *self.table(), "", "## Ceilings", ""]
         parts += [*self.ceiling_table(), "", "## Targets", "", *self.targets()]
+        if reserves := self.reserves():
+            parts += ["", "## Group commit: POST /inventory/reserve on one product, straight to inventory", ""]
+            parts += reserves
         if logging := self.logging():
             parts += ["", "## Logging: LOG_LEVEL=INFO against WARNING (medians of A/B runs)", "", *logging]
         return "\n".join(parts) + "\n"
@@ -213,6 +269,7 @@ SCENARIO_STYLES: dict[str, dict[str, Any]] = {
     "order_cart": {"marker": "D", "linestyle": ":"},
     "mix": {"marker": "^", "linestyle": ":"},
     "read": {"marker": "o", "linestyle": "-"},
+    "reserve_hot": {"marker": "*", "linestyle": "--"},
 }
 
 
@@ -225,7 +282,7 @@ def chart(records: list[dict[str, Any]], path: Path, title: str) -> None:
     panels = (
         (
             "POST /orders (and the mix)",
-            ("order_hot", "order_spread", "order_cart", "mix"),
+            ("order_hot", "order_spread", "order_cart", "mix", "reserve_hot"),
             ("pgbench_hot", "pgbench_spread"),
         ),
         ("GET /inventory/{id}", ("read",), ("hello",)),

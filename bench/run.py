@@ -43,11 +43,26 @@ if str(ROOT) not in sys.path:  # `python bench/run.py` as well as `python -m ben
 
 from bench import report  # noqa: E402
 from bench.load import NPROC, PGBENCH, LoadResult, Meter, PgBackends, run_pgbench, run_wrk, wrk_script  # noqa: E402
-from bench.stacks import HOT, SPREAD_COUNT, SPREAD_PREFIX, Cluster3, Hello, PgServer, Single, newest_order, seed  # noqa: E402
+from bench.stacks import (  # noqa: E402
+    HOT,
+    SPREAD_COUNT,
+    SPREAD_PREFIX,
+    Cluster3,
+    Hello,
+    PgServer,
+    Single,
+    available,
+    newest_order,
+    reserve_batches,
+    seed,
+)
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432"
 TOPOLOGIES = ("sqlite", "postgresql", "cluster")
 LOGGING_SCENARIOS = ("order_hot", "read")
+# reserve_hot (inventory's group commit) runs at this concurrency whatever --clients says, against
+# pgbench's hot row at the same concurrency in the same run.
+RESERVE_CLIENTS = 64
 
 
 class Progress:
@@ -96,7 +111,10 @@ class Bench:
         }
         self.records: list[dict[str, Any]] = []
         self.scripts = {s: wrk_script(self.workdir, s) for s in (*report.SERVICE_SCENARIOS, "hello")}
-        runs = len(args.clients) * (len(report.CEILINGS) + len(args.scenarios) * len(args.topologies))
+        levels = [s for s in args.scenarios if s != "reserve_hot"]
+        runs = len(args.clients) * (len(report.CEILINGS) + len(levels) * len(args.topologies))
+        if "reserve_hot" in args.scenarios:
+            runs += len(args.topologies) + (RESERVE_CLIENTS not in args.clients)
         if args.logging_check and "postgresql" in args.topologies:
             runs += 4 * len(set(LOGGING_SCENARIOS) & set(args.scenarios))
         self.progress = Progress(runs)
@@ -120,7 +138,9 @@ class Bench:
         databases: list[str],
         client: str,
         load: Callable[[], LoadResult],
+        after: Callable[[LoadResult], dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
+        """One measured run; `after` adds fields to its record, once the load has stopped."""
         topology, engine, log_level = where
         pg = PgBackends(self.pg.target.conninfo("postgres"), databases) if databases else None
         meter = Meter(groups, pg)
@@ -143,6 +163,7 @@ class Bench:
             "cpu_per_1k": per_1k,
             "other_cpu_pct": round(other, 1),
             **self.meta,
+            **(after(result) if after else {}),
         }
         self.records.append(record)
         with open(self.jsonl, "a") as f:
@@ -188,10 +209,11 @@ class Bench:
         try:
             self.pg.run_script(database, (PGBENCH / "schema.sql").read_text())
             target = dataclasses.replace(self.pg.target, database=database)
+            hot_levels = sorted({*a.clients, RESERVE_CLIENTS}) if "reserve_hot" in a.scenarios else a.clients
             for script, defines in (("hot", {"product": HOT}), ("spread", {})):
                 top = max(a.clients)
                 self.warmup(lambda s=script, d=defines, c=top: run_pgbench(target, s, c, a.warmup, self.workdir, d))
-                for c in a.clients:
+                for c in hot_levels if script == "hot" else a.clients:
                     self.measure(
                         "ceiling",
                         f"pgbench_{script}",
@@ -224,6 +246,9 @@ class Bench:
     def scenarios(self, stack: Any) -> None:
         a = self.args
         for scenario in a.scenarios:
+            if scenario == "reserve_hot":
+                self.reserves(stack)
+                continue
             url, args = self.target(stack, scenario)
             top = max(a.clients)
             self.warmup(lambda u=url, s=scenario, x=args, c=top: self.wrk(u, s, x, c, a.warmup))
@@ -238,6 +263,38 @@ class Bench:
                     "wrk",
                     lambda c=c, u=url, s=scenario, x=args: self.wrk(u, s, x, c, a.duration),
                 )
+
+    def reserves(self, stack: Any) -> None:
+        """reserve_hot: POST /inventory/reserve on the hot product at RESERVE_CLIENTS, each a new order id.
+        Only 201s count; the record also says how far the stock fell (more than the 201s by the reserves wrk
+        cut off at the end, answered after it stopped counting) and, on one replica, how many reserves each
+        transaction held (inventory's histogram, before and after)."""
+        a = self.args
+        url = stack.inventory_url
+        prefix = f"{stack.topology[0]}{stack.engine[0]}{self.stamp}"
+        token = self.tokens["SERVICE_TOKEN"]
+        self.warmup(lambda: self.wrk(url, "reserve_hot", [HOT, token, prefix + "w"], RESERVE_CLIENTS, a.warmup))
+        single = stack.topology == "single"  # behind HAProxy, /metrics is one replica's
+        stock0, batches0 = available(url, HOT, settle=True), reserve_batches(url) if single else None
+
+        def after(result: LoadResult) -> dict[str, Any]:
+            drop = stock0 - available(url, HOT, settle=True)
+            extra: dict[str, Any] = {"stock_drop": drop, "cut_off": drop - result.successes}
+            if batches0 is not None:
+                extra["reserves_per_transaction"] = report.batch_delta(batches0, reserve_batches(url))
+            return extra
+
+        self.measure(
+            "service",
+            "reserve_hot",
+            (stack.topology, stack.engine, "WARNING"),
+            RESERVE_CLIENTS,
+            stack.cpu_groups(),
+            stack.databases,
+            "wrk",
+            lambda: self.wrk(url, "reserve_hot", [HOT, token, prefix + "m"], RESERVE_CLIENTS, a.duration),
+            after,
+        )
 
     def logging_ab(self, stack: Any) -> None:
         """LOG_LEVEL=INFO against WARNING: a second replica of each service on the same databases, with INFO

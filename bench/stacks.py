@@ -288,3 +288,35 @@ def newest_order(order_url: str, minimum: int = 20) -> int:
             requests.post(f"{order_url}/orders", json=body, timeout=30).raise_for_status()
         number = newest()
     return number
+
+
+def available(inventory_url: str, product_id: str, settle: bool = False) -> int:
+    """A product's available units; with `settle`, once two reads a second apart agree (requests a load
+    generator gave up on at its end may still be committing)."""
+    import time
+
+    def read() -> int:
+        r = requests.get(f"{inventory_url}/inventory/{product_id}", timeout=30)
+        r.raise_for_status()
+        return int(r.json()["available_quantity"])
+
+    now = read()
+    while settle:
+        time.sleep(1)
+        now, before = read(), now
+        settle = now != before
+    return now
+
+
+def reserve_batches(inventory_url: str) -> dict[str, float]:
+    """inventory_reserves_per_transaction's cumulative buckets (le -> count) and sum, from /metrics."""
+    r = requests.get(f"{inventory_url}/metrics", timeout=30)
+    r.raise_for_status()
+    found: dict[str, float] = {}
+    for line in r.text.splitlines():
+        if line.startswith("inventory_reserves_per_transaction_bucket{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            found[le] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("inventory_reserves_per_transaction_sum "):
+            found["sum"] = float(line.rsplit(" ", 1)[1])
+    return found

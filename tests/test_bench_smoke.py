@@ -66,13 +66,16 @@ def test_quick_bench_reports_every_scenario_and_ceiling(tmp_path: Path) -> None:
         assert r["requests"] > 0 and r["rps"] > 0, r
         assert r["p50_ms"] <= r["p99_ms"] <= r["max_ms"], r
     services = {(r["scenario"], r["engine"]) for r in records if r["kind"] == "service"}
-    scenarios = {"order_hot", "order_spread", "order_cart", "read", "mix"}
+    scenarios = {"order_hot", "order_spread", "order_cart", "read", "mix", "reserve_hot"}
     assert services == {(s, e) for s in scenarios for e in ("sqlite", "postgresql")}
     assert {r["scenario"] for r in records if r["kind"] == "ceiling"} == {"hello", "pgbench_hot", "pgbench_spread"}
     for r in records:
         if r["kind"] == "service":
             assert {"order", "inventory", "wrk"} <= r["cpu_per_1k"].keys(), r
-            assert r["cpu_per_1k"]["order" if r["scenario"] != "read" else "inventory"] > 0, r
+            assert r["cpu_per_1k"]["inventory" if r["scenario"] in ("read", "reserve_hot") else "order"] > 0, r
+        if r["scenario"] == "reserve_hot":  # only 201s counted, each one unit off the hot row's stock
+            assert r["clients"] == 64 and 0 <= r["cut_off"] <= 64 and r["stock_drop"] == r["successes"] + r["cut_off"]
+            assert r["reserves_per_transaction"]["reserves"] >= r["successes"], r
     assert jsonl.with_suffix(".png").stat().st_size > 10_000
     summary = jsonl.with_suffix(".md").read_text()
     assert "## Ratios to the ceilings" in summary and "## Targets" in summary
