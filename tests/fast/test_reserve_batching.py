@@ -141,7 +141,7 @@ def _batch_sizes(app: Flask) -> tuple[float, float, float]:
     return value("count"), value("sum"), value(r'bucket\{le="1\.0"\}')
 
 
-def test_64_concurrent_reserves_of_one_product_share_transactions(inventory: Flask) -> None:
+def test_64_concurrent_reserves_of_one_product_share_transactions_and_fail_alone(inventory: Flask) -> None:
     engine: sa.Engine = inventory.extensions["engine"]
     batcher: ReserveBatcher = inventory.extensions["reserve_batcher"]
     product = _new_product(inventory, 1000)
@@ -149,21 +149,26 @@ def test_64_concurrent_reserves_of_one_product_share_transactions(inventory: Fla
     run = uuid.uuid4().hex[:8]
 
     def reserve(n: int) -> int:
-        body = {"order_id": f"{run}-{n}", "product_id": product, "quantity": 1}
+        # Among them, reserves that cannot be met: too many units, or a product that does not exist.
+        asked = {5: (product, 5000), 9: ("NO-SUCH-PRODUCT", 1)}.get(n % 16, (product, 1))
+        body = {"order_id": f"{run}-{n}", "product_id": asked[0], "quantity": asked[1]}
         return inventory.test_client().post("/inventory/reserve", json=body, headers=SERVICE).status_code
 
-    # Hold the product's row (and, on SQLite, the writer) until every reserve is queued or in a transaction:
-    # the first transaction waits on the row, the others queue behind it, and the next takes them together.
+    # Hold the product's row (and, on SQLite, the writer) until every reserve is decided, queued or in a
+    # transaction: the first transaction on the row waits, the others queue behind it, and the next one takes
+    # them together.
     with ThreadPoolExecutor(CLIENTS) as pool, writing(engine) as hold:
         hold.execute(sa.select(storage.products).where(storage.products.c.product_id == product).with_for_update())
         answers = [pool.submit(reserve, n) for n in range(CLIENTS)]
         deadline = time.monotonic() + 60  # a bound on a broken batcher, not a timing assertion
-        while batcher.pending < CLIENTS and not any(a.done() for a in answers) and time.monotonic() < deadline:
+        while batcher.pending + sum(a.done() for a in answers) < CLIENTS and time.monotonic() < deadline:
             time.sleep(0.01)
     statuses = [a.result(timeout=120) for a in answers]
 
-    assert statuses == [201] * CLIENTS
-    assert _stock(engine, product) == (1000 - CLIENTS, CLIENTS)
+    expected = [{5: 409, 9: 404}.get(n % 16, 201) for n in range(CLIENTS)]
+    assert statuses == expected  # each refused alone; the others in its transaction are held
+    held = expected.count(201)
+    assert _stock(engine, product) == (1000 - held, held)
     transactions, reserves, alone = (after - b for after, b in zip(_batch_sizes(inventory), before, strict=True))
     assert reserves == CLIENTS
     assert alone < transactions < CLIENTS  # some transaction held more than one reserve
