@@ -1,6 +1,7 @@
 """Property tests of the inventory rules, on the storage layer against a real database: any sequence of
-reserve (of one to three lines) / release / commit / restock / fold (retention folding the ledger into balance
-rows, in batches) keeps stock non-negative and conserved per product, and matches the ledger."""
+reserve (of one to three lines) / a batch of reserves in one transaction (the group commit) / release /
+commit / restock / fold (retention folding the ledger into balance rows, in batches) keeps stock non-negative
+and conserved per product, and matches the ledger."""
 
 from __future__ import annotations
 
@@ -33,6 +34,10 @@ carts = st.lists(st.tuples(st.integers(0, PRODUCTS - 1), st.integers(1, 8)), min
 operations = st.lists(
     st.one_of(
         st.tuples(st.just("reserve"), st.sampled_from(ORDERS), carts),
+        # Several reserves decided in one transaction (any order may come twice), each answered on its own.
+        st.tuples(
+            st.just("batch"), st.lists(st.tuples(st.sampled_from(ORDERS), carts), min_size=1, max_size=5), st.none()
+        ),
         st.tuples(st.just("release"), st.sampled_from(ORDERS), st.none()),
         st.tuples(st.just("commit"), st.sampled_from(ORDERS), st.none()),
         st.tuples(st.just("restock"), st.integers(0, PRODUCTS - 1), st.integers(1, 8)),
@@ -68,6 +73,16 @@ def test_any_sequence_keeps_stock_conserved_and_matches_the_ledger(
             if op == "reserve":
                 lines = [Line(products[p], q) for p, q in value]
                 storage.reserve(engine, prefix + subject, lines)
+            elif op == "batch":
+                asks = [(prefix + order, [Line(products[p], q) for p, q in cart]) for order, cart in subject]
+                for (order_id, lines), outcome in zip(asks, storage.reserve_many(engine, asks), strict=True):
+                    try:
+                        held = storage.settle(engine, order_id, lines, outcome).reservation
+                        assert [(x.product_id, x.quantity) for x in held.lines] == [
+                            (x.product_id, x.quantity) for x in lines
+                        ]
+                    except (NotFoundError, ConflictError):
+                        pass  # refused alone: checked with the others below
             elif op == "release":
                 storage.release(engine, prefix + subject)
             elif op == "commit":
