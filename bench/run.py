@@ -210,8 +210,13 @@ class Bench:
             self.pg.run_script(database, (PGBENCH / "schema.sql").read_text())
             target = dataclasses.replace(self.pg.target, database=database)
             hot_levels = sorted({*a.clients, RESERVE_CLIENTS}) if "reserve_hot" in a.scenarios else a.clients
+            # pgbench opens one connection per client: above the server's max_connections (less a margin for
+            # the bench's own and other sessions) the ceiling is measured at that cap and said so.
+            cap = self.pg.max_clients()
+            if max(a.clients) > cap:
+                self.progress.note(f"pgbench clients capped at {cap} (max_connections less 20)")
             for script, defines in (("hot", {"product": HOT}), ("spread", {})):
-                top = max(a.clients)
+                top = min(max(a.clients), cap)
                 self.warmup(lambda s=script, d=defines, c=top: run_pgbench(target, s, c, a.warmup, self.workdir, d))
                 for c in hot_levels if script == "hot" else a.clients:
                     self.measure(
@@ -222,7 +227,7 @@ class Bench:
                         {},
                         [database],
                         "pgbench",
-                        lambda c=c, s=script, d=defines: run_pgbench(target, s, c, a.duration, self.workdir, d),
+                        lambda c=min(c, cap), s=script, d=defines: run_pgbench(target, s, c, a.duration, self.workdir, d),
                     )
         finally:
             if not a.keep_databases:

@@ -52,6 +52,14 @@ class PgServer:
     def drop(self, database: str) -> None:
         drop_database(self.server, database)
 
+    def max_clients(self) -> int:
+        """How many clients pgbench may open: the server's max_connections, less 20 for other sessions."""
+        import psycopg
+
+        with psycopg.connect(self.target.conninfo(), autocommit=True, connect_timeout=5) as conn:
+            row = conn.execute("SHOW max_connections").fetchone()
+        return max(1, int(row[0]) - 20) if row else 64
+
     def run_script(self, database: str, sql: str) -> None:
         import psycopg
 
