@@ -219,6 +219,7 @@ class Bench:
                 top = min(max(a.clients), cap)
                 self.warmup(lambda s=script, d=defines, c=top: run_pgbench(target, s, c, a.warmup, self.workdir, d))
                 for c in hot_levels if script == "hot" else a.clients:
+                    n = min(c, cap)
                     self.measure(
                         "ceiling",
                         f"pgbench_{script}",
@@ -227,7 +228,7 @@ class Bench:
                         {},
                         [database],
                         "pgbench",
-                        lambda c=min(c, cap), s=script, d=defines: run_pgbench(target, s, c, a.duration, self.workdir, d),
+                        lambda n=n, s=script, d=defines: run_pgbench(target, s, n, a.duration, self.workdir, d),
                     )
         finally:
             if not a.keep_databases:
