@@ -227,9 +227,13 @@ def list_products(engine: Engine) -> list[Product]:
     return [_product(r) for r in rows]
 
 
+# Built once: the read path's statement (its cache key is memoised on the object, not rebuilt per read).
+_PRODUCT_BY_ID = sa.select(products).where(products.c.product_id == sa.bindparam("b_id"))
+
+
 def get_product(engine: Engine, product_id: str) -> Product:
     with reading(engine) as conn:
-        row = conn.execute(sa.select(products).where(products.c.product_id == product_id)).first()
+        row = conn.execute(_PRODUCT_BY_ID, {"b_id": product_id}).first()
     if row is None:
         raise ProductNotFound(product_id)
     return _product(row)
