@@ -125,6 +125,10 @@ def register_metrics(app: Flask, service: str, collectors: Iterable[Any] = (), w
     per_worker = worker_requests.labels(service, worker)
     live_worker.labels(service, worker).set(1)
     scraped = list(collectors)
+    # Each request's labelled children, found once per (route, method, status): `labels()` validates and
+    # looks them up under a lock on every call. Routes are templates and methods and statuses few, so this
+    # stays small; a thread that races another here only creates the same child twice.
+    children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     @app.before_request
     def _start_timer() -> None:
@@ -132,13 +136,21 @@ def register_metrics(app: Flask, service: str, collectors: Iterable[Any] = (), w
 
     @app.after_request
     def _record(response: Response) -> Response:
-        route = request.url_rule.rule if request.url_rule else "unmatched"
+        rule = request.url_rule
+        route = rule.rule if rule is not None else "unmatched"
         if route != "/metrics":
+            key = (route, request.method, response.status_code)
+            found = children.get(key)
+            if found is None:
+                found = children[key] = (
+                    requests_total.labels(service, route, key[1], str(key[2])),
+                    latency.labels(service, route, key[1]),
+                )
             per_worker.inc()
-            requests_total.labels(service, route, request.method, str(response.status_code)).inc()
+            found[0].inc()
             started = g.get("metrics_started")
             if started is not None:
-                latency.labels(service, route, request.method).observe(time.perf_counter() - started)
+                found[1].observe(time.perf_counter() - started)
         return response
 
     def metrics() -> Response:
