@@ -1,10 +1,17 @@
 """The order service's one way to reach inventory: a pooled keep-alive client with timeouts, bounded
 jittered retries (every inventory write is idempotent by order_id, so a retry is safe) and a circuit
-breaker that fails fast while inventory is down."""
+breaker that fails fast while inventory is down.
+
+The pool keeps one connection per app thread (each has at most one call in flight), and reopens a
+connection once it is older than CONNECTION_MAX_AGE_SECONDS: behind a Kubernetes Service a connection
+is bound to the replica it was opened to, so without that a replica added later would get none of the
+keep-alive traffic."""
 
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -12,13 +19,6 @@ from urllib.parse import quote
 import orjson
 import urllib3
 from circuitbreaker import CircuitBreaker, CircuitBreakerError
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
 
 from order_service import metrics
 from order_service.domain import Line
@@ -28,6 +28,11 @@ from service_common.logs import REQUEST_ID_HEADER, current_request_id
 log = logging.getLogger(__name__)
 
 _RETRYABLE_STATUSES = frozenset({502, 503, 504})
+
+# A keep-alive connection to inventory is reopened once older than this (see the module's docstring).
+CONNECTION_MAX_AGE_SECONDS = 30.0
+# Retries wait a random time up to 50 ms, 100 ms, 200 ms, … (at most `inventory_backoff_max`): full jitter.
+_BACKOFF_FIRST = 0.05
 
 
 class InventoryUnavailable(Exception):
@@ -81,12 +86,12 @@ class InventoryClient:
         self._headers = {"Content-Type": "application/json"}
         if settings.service_token:
             self._headers["Authorization"] = f"Bearer {settings.service_token}"
-        self._pool: Transport = transport or urllib3.PoolManager(
-            num_pools=4,
-            maxsize=max(settings.threads, 4),
-            block=False,
-            retries=False,
-            timeout=urllib3.Timeout(connect=settings.inventory_connect_timeout, read=settings.inventory_read_timeout),
+        timeout = urllib3.Timeout(connect=settings.inventory_connect_timeout, read=settings.inventory_read_timeout)
+        maxsize = max(settings.threads, 4)
+        self._pool: Transport = transport or (
+            _BalancedPool(self._base, maxsize=maxsize, timeout=timeout)
+            if self._base.startswith("http://")
+            else urllib3.PoolManager(maxsize=maxsize, block=False, retries=False, timeout=timeout)  # https
         )
         self._attempts = settings.inventory_retries + 1
         self._backoff_max = settings.inventory_backoff_max
@@ -196,19 +201,20 @@ class InventoryClient:
         token: str | None,
         retry: bool,
     ) -> dict[str, Any]:
-        retrying = Retrying(
-            retry=retry_if_exception_type(_Retryable),
-            stop=stop_after_attempt(self._attempts if retry else 1),
-            wait=wait_random_exponential(multiplier=0.05, max=self._backoff_max),
-            before_sleep=_log_retry,
-            reraise=True,
-        )
-        return retrying(self._once, method, path, body, operation, token)
+        """Up to `inventory_retries` more tries after a _Retryable failure, each after a jittered wait."""
+        attempts = self._attempts if retry else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._once(method, path, body, token)
+            except _Retryable as exc:
+                if attempt == attempts:
+                    raise
+                metrics.inventory_retry(operation)
+                log.warning("retrying inventory call", extra={"fields": {"attempt": attempt, "reason": str(exc)}})
+                time.sleep(random.uniform(0, min(self._backoff_max, _BACKOFF_FIRST * 2 ** (attempt - 1))))
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _once(
-        self, method: str, path: str, body: dict[str, Any] | None, operation: str, token: str | None
-    ) -> dict[str, Any]:
-        # `operation` is unused here but passed, so that _log_retry can label the retry with it.
+    def _once(self, method: str, path: str, body: dict[str, Any] | None, token: str | None) -> dict[str, Any]:
         headers = dict(self._headers)
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
@@ -244,8 +250,33 @@ class InventoryClient:
         return payload
 
 
-def _log_retry(state: RetryCallState) -> None:
-    exc = state.outcome.exception() if state.outcome else None
-    operation = state.args[3] if len(state.args) > 3 else "unknown"
-    metrics.inventory_retry(str(operation))
-    log.warning("retrying inventory call", extra={"fields": {"attempt": state.attempt_number, "reason": str(exc)}})
+class _AgingPool(urllib3.HTTPConnectionPool):
+    """urllib3's keep-alive pool to one host, whose connections are reopened once older than
+    CONNECTION_MAX_AGE_SECONDS (so they spread again over the replicas behind a Service)."""
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)
+        now = time.monotonic()
+        opened = getattr(conn, "opened_at", None)
+        if opened is not None and now - opened > CONNECTION_MAX_AGE_SECONDS:
+            conn.close()  # it reconnects on its next request, maybe to another replica
+            opened = None
+        if opened is None:
+            conn.opened_at = now  # type: ignore[attr-defined]  # our mark on the connection object
+        return conn
+
+
+class _BalancedPool:
+    """The transport to inventory over sockets: the aging pool, asked for paths under the base URL."""
+
+    def __init__(self, base: str, *, maxsize: int, timeout: urllib3.Timeout) -> None:
+        parsed = urllib3.util.parse_url(base)
+        self._base, self._path = base, (parsed.path or "").rstrip("/")
+        # block=False: a burst over maxsize opens extra connections rather than waiting; they are not kept.
+        self._pool = _AgingPool(
+            parsed.host or "127.0.0.1", parsed.port, maxsize=maxsize, block=False, retries=False, timeout=timeout
+        )
+
+    def request(self, method: str, url: str, *, body: bytes | None, headers: dict[str, str]) -> Answer:
+        path = self._path + url[len(self._base) :]
+        return self._pool.urlopen(method, path, body=body, headers=headers, retries=False, preload_content=True)
