@@ -3,7 +3,7 @@ audit need the admin token."""
 
 from __future__ import annotations
 
-from flask import Response, g
+from flask import Response, g, request
 from flask_openapi3 import APIBlueprint, Tag
 
 from order_service import answers, schemas, storage
@@ -80,6 +80,7 @@ def orders_blueprint(saga: OrderSaga, settings: Settings) -> APIBlueprint:
         "/orders",
         tags=[_ORDERS],
         security=customer,
+        openapi_extensions={"parameters": schemas.header_parameters(schemas.IdempotencyHeader)},
         responses={
             201: schemas.Order,
             **errors(
@@ -102,7 +103,7 @@ def orders_blueprint(saga: OrderSaga, settings: Settings) -> APIBlueprint:
             ),
         },
     )
-    def create_order(body: schemas.CreateOrderRequest, header: schemas.IdempotencyHeader) -> Response:
+    def create_order(body: schemas.CreateOrderRequest) -> Response:
         """Place an order
 
         The body is a cart (`items`: each product once, in the order the order keeps) or, as before
@@ -111,7 +112,7 @@ def orders_blueprint(saga: OrderSaga, settings: Settings) -> APIBlueprint:
         With an Idempotency-Key, a retry with the same body is answered the original status and body
         without reserving again; keys are remembered for 24 h.
         """
-        key = _idempotency_key(header.idempotency_key)
+        key = _idempotency_key(request.headers.get("Idempotency-Key"))
         caller = _caller()
         # An authenticated customer is who their token says, whatever the body claims.
         order = OrderRequest(body.lines(), caller.customer_id or body.customer_id)
