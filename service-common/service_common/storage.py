@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import functools
 import logging
+import sqlite3
 import threading
 import time
 import weakref
@@ -153,20 +154,32 @@ def _sqlite_engine(url: str, *, busy_timeout_ms: int) -> Engine:
         cur.execute("PRAGMA synchronous=FULL")
         cur.close()
 
-    _write_locks[engine] = (threading.Lock(), busy_timeout_ms / 1000)
+    _write_locks[id(engine)] = (threading.Lock(), busy_timeout_ms / 1000)
+    weakref.finalize(engine, _write_locks.pop, id(engine), None)
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         # A deferred read-then-write transaction in WAL mode fails with SQLITE_BUSY whatever the timeout;
-        # IMMEDIATE takes the write lock up front and waits for it within busy_timeout.
-        mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        # IMMEDIATE takes the write lock up front and waits for it within busy_timeout. A read (see
+        # reading()) begins nothing: each statement is then its own read transaction.
+        begin = _BEGIN[conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")]
+        if begin is None:
+            return
+        # On the driver's connection: SQLAlchemy's statement machinery (an execution context per call)
+        # cost more than the BEGIN itself. Its errors are wrapped as SQLAlchemy's would be.
+        try:
+            conn.connection.driver_connection.execute(begin)  # type: ignore[union-attr]  # sqlite3: never None here
+        except sqlite3.Error as exc:
+            raise sa.exc.OperationalError(begin, None, exc) from exc
 
     return engine
 
 
-# SQLite engines' in-process writer locks (see writing()); PostgreSQL engines have none.
-_write_locks: weakref.WeakKeyDictionary[Engine, tuple[threading.Lock, float]] = weakref.WeakKeyDictionary()
+_BEGIN = {"IMMEDIATE": "BEGIN IMMEDIATE", "DEFERRED": "BEGIN DEFERRED", "NONE": None}
+
+# SQLite engines' in-process writer locks (see writing()), by id(engine) (a weak dictionary's lookup cost
+# more than the rest of writing()); an engine's entry goes with it. PostgreSQL engines have none.
+_write_locks: dict[int, tuple[threading.Lock, float]] = {}
 
 
 @contextlib.contextmanager
@@ -178,7 +191,7 @@ def writing(engine: Engine) -> Iterator[Connection]:
     503 under load; between processes BEGIN IMMEDIATE and busy_timeout still decide. This lock is for
     throughput only: correctness comes from the database. On PostgreSQL it is just a transaction.
     """
-    entry = _write_locks.get(engine)
+    entry = _write_locks.get(id(engine))
     if entry is None:
         with engine.begin() as conn:
             yield conn
@@ -202,16 +215,14 @@ def read_only(conn: Connection) -> Connection:
 def reading(engine: Engine) -> Iterator[Connection]:
     """Reads that need no snapshot across statements (see snapshot() for those).
 
-    On PostgreSQL in autocommit, so a read is one round trip, not BEGIN + SELECT + COMMIT; on SQLite a
-    deferred transaction, which takes no write lock.
+    In autocommit on both engines, so a read is its SELECTs and no BEGIN / COMMIT: one round trip on
+    PostgreSQL; on SQLite (WAL) each statement is its own read transaction and takes no write lock.
     """
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             yield conn.execution_options(isolation_level="AUTOCOMMIT")
             return
-        conn = read_only(conn)
-        with conn.begin():
-            yield conn
+        yield conn.execution_options(sqlite_begin="NONE")
 
 
 @contextlib.contextmanager
