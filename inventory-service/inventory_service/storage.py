@@ -267,11 +267,8 @@ def check(engine: Engine, lines: Sequence[Line]) -> list[StockCheck]:
     ]
 
 
-_RESERVATION_BY_ID = sa.select(reservations).where(reservations.c.order_id == sa.bindparam("b_order"))
-
-
 def _reservation(conn: Connection, order_id: str) -> sa.Row[Any] | None:
-    return conn.execute(_RESERVATION_BY_ID, {"b_order": order_id}).first()
+    return conn.execute(sa.select(reservations).where(reservations.c.order_id == order_id)).first()
 
 
 # --- stock changes -------------------------------------------------------------------------------------------
