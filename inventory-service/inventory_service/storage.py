@@ -35,6 +35,7 @@ from inventory_service.domain import (
     StockCheck,
 )
 from service_common.storage import (
+    DriverQuery,
     UTCDateTime,
     big_id,
     insert_ignoring_conflict,
@@ -227,13 +228,12 @@ def list_products(engine: Engine) -> list[Product]:
     return [_product(r) for r in rows]
 
 
-# Built once: the read path's statement (its cache key is memoised on the object, not rebuilt per read).
-_PRODUCT_BY_ID = sa.select(products).where(products.c.product_id == sa.bindparam("b_id"))
+# The read path's statement, on the driver's cursor (service_common.storage.DriverQuery).
+_PRODUCT_BY_ID = DriverQuery(sa.select(products).where(products.c.product_id == sa.bindparam("b_id")))
 
 
 def get_product(engine: Engine, product_id: str) -> Product:
-    with reading(engine) as conn:
-        row = conn.execute(_PRODUCT_BY_ID, {"b_id": product_id}).first()
+    row = _PRODUCT_BY_ID.first(engine, {"b_id": product_id})
     if row is None:
         raise ProductNotFound(product_id)
     return _product(row)

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from order_service.domain import LISTED, UNFINISHED, Line, Order, OrderLine, OrderStatus, OrderSummary
-from service_common.storage import UTCDateTime, big_id, lines_of, reading, snapshot, utcnow, writing
+from service_common.storage import DriverQuery, UTCDateTime, big_id, lines_of, reading, snapshot, utcnow, writing
 
 metadata = sa.MetaData()
 
@@ -139,9 +139,15 @@ def _record_event(conn: Connection, order: Order, describe: Describe | None) -> 
 # call (SQLAlchemy compiles each set of keys once). Bound names start with `b_`: a SET column's own name
 # is reserved for its value.
 
-_ORDER_BY_ID = sa.select(orders).where(orders.c.id == sa.bindparam("b_id"))
-_ORDER_BY_KEY = sa.select(orders).where(
-    orders.c.idempotency_scope == sa.bindparam("b_scope"), orders.c.idempotency_key == sa.bindparam("b_key")
+# Reads of one order, on the driver's cursor (service_common.storage.DriverQuery).
+_ORDER_BY_ID = DriverQuery(sa.select(orders).where(orders.c.id == sa.bindparam("b_id")))
+_ORDER_BY_KEY = DriverQuery(
+    sa.select(orders).where(
+        orders.c.idempotency_scope == sa.bindparam("b_scope"), orders.c.idempotency_key == sa.bindparam("b_key")
+    )
+)
+_LINES_OF_ORDER = DriverQuery(
+    sa.select(order_lines).where(order_lines.c.order_id == sa.bindparam("b_order")).order_by(order_lines.c.line_no)
 )
 _EXPIRE_KEY = (
     orders.update()
@@ -206,9 +212,18 @@ def _orders(conn: Connection, rows: Sequence[sa.Row[Any]]) -> list[Order]:
 # --- reads ---------------------------------------------------------------------------------------------------
 
 
+def _read_order(engine: Engine, row: sa.Row[Any] | None) -> Order | None:
+    """The order of a row read outside a transaction, with its lines (as reading() would)."""
+    if row is None:
+        return None
+    lines = tuple(
+        OrderLine(x.product_id, x.quantity, x.unit_price) for x in _LINES_OF_ORDER.rows(engine, {"b_order": row.id})
+    )
+    return _as_order(row, lines or (OrderLine(row.product_id, row.quantity, row.unit_price),))
+
+
 def get_order(engine: Engine, number: int) -> Order | None:
-    with reading(engine) as conn:
-        return _order(conn, conn.execute(_ORDER_BY_ID, {"b_id": number}).first())
+    return _read_order(engine, _ORDER_BY_ID.first(engine, {"b_id": number}))
 
 
 def list_orders(
@@ -229,8 +244,7 @@ def list_orders(
 
 
 def find_by_key(engine: Engine, scope: str, key: str) -> Order | None:
-    with reading(engine) as conn:
-        return _order(conn, conn.execute(_ORDER_BY_KEY, {"b_scope": scope, "b_key": key}).first())
+    return _read_order(engine, _ORDER_BY_KEY.first(engine, {"b_scope": scope, "b_key": key}))
 
 
 # --- writes --------------------------------------------------------------------------------------------------

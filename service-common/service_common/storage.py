@@ -140,7 +140,9 @@ def _sqlite_engine(url: str, *, busy_timeout_ms: int) -> Engine:
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     # No pre-ping: a file opened in this process does not drop its connection.
-    engine = sa.create_engine(url, connect_args={"check_same_thread": False})
+    # No reset on return either: a Connection rolls back what it began before it goes back to the pool (and
+    # a read begins nothing), so the pool's own rollback would only cost a call.
+    engine = sa.create_engine(url, connect_args={"check_same_thread": False}, pool_reset_on_return=None)
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -238,6 +240,83 @@ def snapshot(engine: Engine) -> Iterator[Connection]:
         conn = read_only(conn)
         with conn.begin():
             yield conn
+
+
+class DriverQuery:
+    """A hot SELECT run on the database driver's own cursor, past SQLAlchemy's per-call machinery.
+
+    A read of one product took 108 µs of CPU through `Connection.execute` and 12 µs on the driver's cursor
+    of a pooled connection (SQLite). SQLAlchemy still does what it is good at, once: it compiles the
+    statement for each dialect (the SQL text and the order of its parameters), and the columns' own result
+    processors (Numeric to Decimal on SQLite, UTCDateTime, …) turn each row into what `Connection.execute`
+    would have given, keyed by the driver's type codes of the first result. Parameters go to the driver
+    as they are, so they must be plain values that need no conversion (ids, strings, integers).
+
+    Reads only, in autocommit (as reading()): on PostgreSQL the connection is switched to autocommit for
+    the call and back, so a read is one round trip.
+    """
+
+    def __init__(self, statement: sa.Select[Any]) -> None:
+        self._statement = statement
+        self._row = sa.engine.result_tuple([column.name for column in statement.selected_columns])
+        self._forms: dict[str, tuple[str, list[str] | None]] = {}
+        self._processors: dict[tuple[str, tuple[Any, ...]], list[Any]] = {}
+
+    def rows(self, engine: Engine, params: dict[str, Any]) -> list[sa.Row[Any]]:
+        """Every row, as `Connection.execute(statement, params).all()` would give them."""
+        dialect = engine.dialect
+        sql, order = self._forms.get(dialect.name) or self._compile(dialect)
+        values: Any = tuple(params[name] for name in order) if order is not None else params
+        pooled = engine.raw_connection()
+        try:
+            driver = pooled.driver_connection
+            postgres = dialect.name == "postgresql"
+            if postgres:
+                driver.autocommit = True  # type: ignore[union-attr]  # psycopg's connection
+            try:
+                cursor = pooled.cursor()
+                try:
+                    cursor.execute(sql, values)
+                    raw = cursor.fetchall()
+                    types = tuple(d[1] for d in cursor.description or ())
+                finally:
+                    cursor.close()
+            finally:
+                if postgres:
+                    driver.autocommit = False  # type: ignore[union-attr]
+        except Exception as exc:
+            if isinstance(exc, dialect.loaded_dbapi.Error):
+                invalidated = dialect.is_disconnect(exc, pooled, None)
+                if invalidated:
+                    pooled.invalidate(exc)
+                raise sa.exc.DBAPIError.instance(sql, values, exc, dialect.loaded_dbapi.Error) from exc
+            raise
+        finally:
+            pooled.close()
+        processors = self._processors.get((dialect.name, types)) or self._result_processors(dialect, types)
+        make = self._row
+        return [
+            make([value if p is None or value is None else p(value) for p, value in zip(processors, row, strict=True)])
+            for row in raw
+        ]
+
+    def first(self, engine: Engine, params: dict[str, Any]) -> sa.Row[Any] | None:
+        found = self.rows(engine, params)
+        return found[0] if found else None
+
+    def _compile(self, dialect: sa.Dialect) -> tuple[str, list[str] | None]:
+        compiled = self._statement.compile(dialect=dialect)
+        form = (compiled.string, list(compiled.positiontup or ()) if compiled.positional else None)
+        self._forms[dialect.name] = form
+        return form
+
+    def _result_processors(self, dialect: sa.Dialect, types: tuple[Any, ...]) -> list[Any]:
+        columns = list(self._statement.selected_columns)
+        found = [
+            column.type._cached_result_processor(dialect, code) for column, code in zip(columns, types, strict=True)
+        ]
+        self._processors[(dialect.name, types)] = found
+        return found
 
 
 # --- migrations -------------------------------------------------------------------------------------------
