@@ -214,7 +214,7 @@ class Bench:
             # the bench's own and other sessions) the ceiling is measured at that cap and said so.
             cap = self.pg.max_clients()
             if max(a.clients) > cap:
-                self.progress.note(f"pgbench clients capped at {cap} (max_connections less 20)")
+                self.progress.note(f"pgbench clients capped at {cap} (PostgreSQL's free connections)")
             for script, defines in (("hot", {"product": HOT}), ("spread", {})):
                 top = min(max(a.clients), cap)
                 self.warmup(lambda s=script, d=defines, c=top: run_pgbench(target, s, c, a.warmup, self.workdir, d))

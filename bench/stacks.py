@@ -53,12 +53,15 @@ class PgServer:
         drop_database(self.server, database)
 
     def max_clients(self) -> int:
-        """How many clients pgbench may open: the server's max_connections, less 20 for other sessions."""
+        """How many clients pgbench may open: at most 64, and what the server's max_connections leaves over the
+        sessions open now, less 20 (the services the bench starts next, and a shared server's other users)."""
         import psycopg
 
         with psycopg.connect(self.target.conninfo(), autocommit=True, connect_timeout=5) as conn:
-            row = conn.execute("SHOW max_connections").fetchone()
-        return max(1, int(row[0]) - 20) if row else 64
+            row = conn.execute(
+                "SELECT current_setting('max_connections')::int - (SELECT count(*) FROM pg_stat_activity)"
+            ).fetchone()
+        return max(1, min(64, int(row[0]) - 20)) if row else 32
 
     def run_script(self, database: str, sql: str) -> None:
         import psycopg
