@@ -1,5 +1,6 @@
 """PostgreSQL restarted under load: both services keep running, answer a clean JSON 503 while the database
-is away, recover by themselves when it is back (the pool's pre-ping replaces dead connections), and the
+is away, recover by themselves when it is back (the first request on a dead connection answers 503 and the pool
+drops the connections opened before it; an idle one is pinged before use), and the
 recovery worker finishes what the outage left, so the audit ends clean.
 
 The test runs its own throwaway PostgreSQL (initdb + pg_ctl on a free port): the machine's shared server
