@@ -289,7 +289,9 @@ class DriverQuery:
                 invalidated = dialect.is_disconnect(exc, pooled, None)
                 if invalidated:
                     pooled.invalidate(exc)
-                raise sa.exc.DBAPIError.instance(sql, values, exc, dialect.loaded_dbapi.Error) from exc
+                raise sa.exc.DBAPIError.instance(
+                    sql, values, exc, dialect.loaded_dbapi.Error, connection_invalidated=invalidated, dialect=dialect
+                ) from exc
             raise
         finally:
             pooled.close()
