@@ -2,9 +2,10 @@
 jittered retries (every inventory write is idempotent by order_id, so a retry is safe) and a circuit
 breaker that fails fast while inventory is down.
 
-The transport over sockets is order_service.http_pool: one kept connection per app thread (each has at
-most one call in flight), each reopened once older than CONNECTION_MAX_AGE_SECONDS, so that connections
-spread again over the replicas behind a Kubernetes Service."""
+The pool keeps one connection per app thread (each has at most one call in flight), and reopens a
+connection once it is older than CONNECTION_MAX_AGE_SECONDS: behind a Kubernetes Service a connection
+is bound to the replica it was opened to, so without that a replica added later would get none of the
+keep-alive traffic."""
 
 from __future__ import annotations
 
@@ -21,10 +22,8 @@ from circuitbreaker import CircuitBreaker, CircuitBreakerError
 
 from order_service import metrics
 from order_service.domain import Line
-from order_service.http_pool import KeepAlivePool, TransportError
 from order_service.settings import Settings
 from service_common.logs import REQUEST_ID_HEADER, current_request_id
-from service_common.tracing import client_span
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +74,8 @@ class Answer(Protocol):
 
 
 class Transport(Protocol):
-    """What carries a call to inventory: http_pool's keep-alive sockets (urllib3's pool for https), or (the
-    fast tests) the inventory app itself in the same process. It raises http_pool's TransportError or
-    urllib3's HTTPError when the call did not get through."""
+    """What carries a call to inventory: urllib3's pool over sockets, or (the fast tests) the inventory app
+    itself in the same process. It raises urllib3's HTTPError when the call did not get through."""
 
     def request(self, method: str, url: str, *, body: bytes | None, headers: dict[str, str]) -> Answer: ...
 
@@ -88,7 +86,13 @@ class InventoryClient:
         self._headers = {"Content-Type": "application/json"}
         if settings.service_token:
             self._headers["Authorization"] = f"Bearer {settings.service_token}"
-        self._pool: Transport = transport or _socket_transport(self._base, settings)
+        timeout = urllib3.Timeout(connect=settings.inventory_connect_timeout, read=settings.inventory_read_timeout)
+        maxsize = max(settings.threads, 4)
+        self._pool: Transport = transport or (
+            _BalancedPool(self._base, maxsize=maxsize, timeout=timeout)
+            if self._base.startswith("http://")
+            else urllib3.PoolManager(maxsize=maxsize, block=False, retries=False, timeout=timeout)  # https
+        )
         self._attempts = settings.inventory_retries + 1
         self._backoff_max = settings.inventory_backoff_max
         # No lock around the call: pybreaker holds one for the whole call, which let each server worker
@@ -217,15 +221,14 @@ class InventoryClient:
         request_id = current_request_id()
         if request_id:
             headers[REQUEST_ID_HEADER] = request_id
-        url = self._base + path
         try:
-            with client_span(method, url, headers) as span:
-                response = self._pool.request(
-                    method, url, body=orjson.dumps(body) if body is not None else None, headers=headers
-                )
-                if span is not None:
-                    span.set_attribute("http.status_code", response.status)
-        except (TransportError, urllib3.exceptions.HTTPError) as exc:  # timeouts, refused or dropped connections
+            response = self._pool.request(
+                method,
+                self._base + path,
+                body=orjson.dumps(body) if body is not None else None,
+                headers=headers,
+            )
+        except urllib3.exceptions.HTTPError as exc:  # connect/read timeouts, refused or dropped connections
             raise _Retryable(f"{method} {path}: {type(exc).__name__}") from exc
         if response.status in _RETRYABLE_STATUSES:
             raise _Retryable(f"{method} {path}: HTTP {response.status}")
@@ -247,17 +250,33 @@ class InventoryClient:
         return payload
 
 
-def _socket_transport(base: str, settings: Settings) -> Transport:
-    """Plain HTTP (the services' own network) on our keep-alive pool; https, should it be configured, on
-    urllib3's."""
-    maxsize = max(settings.threads, 4)
-    if base.startswith("http://"):
-        return KeepAlivePool(
-            base,
-            maxsize=maxsize,
-            connect_timeout=settings.inventory_connect_timeout,
-            read_timeout=settings.inventory_read_timeout,
-            max_age=CONNECTION_MAX_AGE_SECONDS,
+class _AgingPool(urllib3.HTTPConnectionPool):
+    """urllib3's keep-alive pool to one host, whose connections are reopened once older than
+    CONNECTION_MAX_AGE_SECONDS (so they spread again over the replicas behind a Service)."""
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)
+        now = time.monotonic()
+        opened = getattr(conn, "opened_at", None)
+        if opened is not None and now - opened > CONNECTION_MAX_AGE_SECONDS:
+            conn.close()  # it reconnects on its next request, maybe to another replica
+            opened = None
+        if opened is None:
+            conn.opened_at = now  # type: ignore[attr-defined]  # our mark on the connection object
+        return conn
+
+
+class _BalancedPool:
+    """The transport to inventory over sockets: the aging pool, asked for paths under the base URL."""
+
+    def __init__(self, base: str, *, maxsize: int, timeout: urllib3.Timeout) -> None:
+        parsed = urllib3.util.parse_url(base)
+        self._base, self._path = base, (parsed.path or "").rstrip("/")
+        # block=False: a burst over maxsize opens extra connections rather than waiting; they are not kept.
+        self._pool = _AgingPool(
+            parsed.host or "127.0.0.1", parsed.port, maxsize=maxsize, block=False, retries=False, timeout=timeout
         )
-    timeout = urllib3.Timeout(connect=settings.inventory_connect_timeout, read=settings.inventory_read_timeout)
-    return urllib3.PoolManager(maxsize=maxsize, block=False, retries=False, timeout=timeout)
+
+    def request(self, method: str, url: str, *, body: bytes | None, headers: dict[str, str]) -> Answer:
+        path = self._path + url[len(self._base) :]
+        return self._pool.urlopen(method, path, body=body, headers=headers, retries=False, preload_content=True)
