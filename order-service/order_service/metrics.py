@@ -1,4 +1,5 @@
-"""Order metrics: saga outcomes, calls to inventory (results, retries, breaker state), worker actions.
+"""Order metrics: saga outcomes, calls to inventory (results, retries, breaker state), worker actions, the
+event relay.
 
 Created on first use (never at import), so `serve` can point prometheus-client at its multiprocess
 directory first.
@@ -42,6 +43,25 @@ def _create() -> dict[str, Any]:
             multiprocess_mode="livemax",
         ),
         "worker": Counter("order_worker_actions_total", "What the recovery worker did.", ["action"]),
+        # The event relay (order_service.relay), in the recovery worker's process.
+        "published": Counter(
+            "order_events_published_total",
+            "Order events the relay published, by the broker's ack: stored, or duplicate (an id it already had).",
+            ["ack"],
+        ),
+        "publish_retries": Counter(
+            "order_events_publish_retries_total", "Attempts of the relay made again after a failed one."
+        ),
+        "publish_failures": Counter(
+            "order_events_publish_failures_total",
+            "Failed attempts of the relay (connect, stream, timeout, error).",
+            ["reason"],
+        ),
+        "unpublished_age": Gauge(
+            "order_events_oldest_unpublished_age_seconds",
+            "Age of the oldest order event not yet published to the broker; 0 when none waits.",
+            multiprocess_mode="livemax",
+        ),
         "lines": Histogram(
             "order_lines_per_order", "Lines (products) of each order placed.", buckets=(1, 2, 3, 5, 10, 20, 50, 100)
         ),
@@ -96,3 +116,19 @@ class OutboxCollector:
             figures.oldest_unpublished_age,
         )
         yield GaugeMetricFamily("order_events_kept", "Events the outbox keeps (the feed's retention).", figures.kept)
+
+
+def event_published(duplicate: bool) -> None:
+    _metrics()["published"].labels("duplicate" if duplicate else "stored").inc()
+
+
+def event_publish_retry() -> None:
+    _metrics()["publish_retries"].inc()
+
+
+def event_publish_failure(reason: str) -> None:
+    _metrics()["publish_failures"].labels(reason).inc()
+
+
+def oldest_unpublished_age(seconds: float) -> None:
+    _metrics()["unpublished_age"].set(seconds)

@@ -40,12 +40,22 @@ class Settings(ServiceSettings):
         168.0, gt=0, description="Age after which the worker prunes events (published ones only, with a broker)."
     )
     events_broker_url: str = Field(
-        "", description="The broker the relay publishes events to (P13); empty: no broker, the feed only."
+        "",
+        description="NATS JetStream URL the recovery worker's relay publishes order events to, e.g. "
+        "nats://nats:4222; empty: no relay (the feed only, and retention prunes events by age alone).",
     )
     retention_interval_seconds: float = Field(
         60.0, gt=0, description="Pause between two retention passes of the worker (events, keys, the ledger)."
     )
     retention_batch: int = Field(500, ge=1, description="Rows one retention transaction deletes or clears at most.")
+    events_stream: str = Field("ORDER_EVENTS", description="JetStream stream of the order events (made if missing).")
+    events_subject: str = Field("orders.events", description="Subject prefix: an event goes to <prefix>.<order id>.")
+    events_publish_timeout: float = Field(2.0, gt=0, description="Seconds the relay waits for the broker's ack.")
+    events_relay_batch: int = Field(100, ge=1, description="Events the relay reads and publishes per round.")
+    events_relay_poll_seconds: float = Field(0.2, gt=0, description="Pause of the relay when nothing is new.")
+    events_relay_lease_seconds: float = Field(
+        10.0, gt=0, description="Term of the relay's lease in the database: one worker's relay publishes at a time."
+    )
     console_low_stock: int = Field(
         10, ge=0, description="The operator console highlights a product whose available units are at or below this."
     )
@@ -80,6 +90,13 @@ class Settings(ServiceSettings):
     def _jwt_has_a_key(self) -> Settings:
         if self.customer_auth == "jwt" and not (self.jwt_public_key_file or self.jwt_jwks_file):
             raise ValueError("CUSTOMER_AUTH=jwt needs JWT_PUBLIC_KEY_FILE or JWT_JWKS_FILE")
+        return self
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_publish(self) -> Settings:
+        # A relay stops publishing a publish timeout (and a second) before its lease ends: see relay.Lease.
+        if self.events_relay_lease_seconds <= 2 * (self.events_publish_timeout + 1):
+            raise ValueError("EVENTS_RELAY_LEASE_SECONDS must exceed twice (EVENTS_PUBLISH_TIMEOUT + 1)")
         return self
 
     @model_validator(mode="after")

@@ -195,6 +195,11 @@ def run_forever(saga: OrderSaga) -> int:
     )
     published = PublishedHeartbeat(heartbeat, saga.engine)
     retention_due = time.monotonic()
+    if settings.events_broker_url:
+        from order_service.relay import Relay
+
+        # The outbox's relay to the broker: a thread of its own; one worker's relay publishes at a time.
+        Relay(saga.engine, settings, saga.failpoints).start(stop)
     while not stop.is_set():
         published.beat()
         try:
