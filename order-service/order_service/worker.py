@@ -195,11 +195,12 @@ def run_forever(saga: OrderSaga) -> int:
     )
     published = PublishedHeartbeat(heartbeat, saga.engine)
     retention_due = time.monotonic()
+    relay = None
     if settings.events_broker_url:
         from order_service.relay import Relay
 
         # The outbox's relay to the broker: a thread of its own; one worker's relay publishes at a time.
-        Relay(saga.engine, settings, saga.failpoints).start(stop)
+        relay = Relay(saga.engine, settings, saga.failpoints).start(stop)
     while not stop.is_set():
         published.beat()
         try:
@@ -210,6 +211,8 @@ def run_forever(saga: OrderSaga) -> int:
         except Exception:  # a database outage must not end the worker; it retries next pass
             log.exception("worker pass failed")
         stop.wait(settings.worker_interval_seconds)
+    if relay is not None:  # it marks what it published and gives up its lease
+        relay.join(timeout=settings.events_publish_timeout * 2 + 5)
     return 0
 
 
