@@ -38,9 +38,11 @@ lint: install
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
-## N (REPLICAS, default 3) replicas of each service on PostgreSQL behind HAProxy on 30000 / 5001.
+## N (REPLICAS, default 3) replicas of each service on PostgreSQL behind HAProxy on 30000 / 5001, and a
+## NATS JetStream broker of its own for the order events.
 cluster: install
 	command -v haproxy || (apt-get update -qq && apt-get install -y -qq haproxy)
+	command -v nats-server || (apt-get update -qq && apt-get install -y -qq nats-server)
 	$(BIN)/python -m local.cluster
 
 ## Benchmarks against their ceilings (bench/, docs/performance.md): BENCH_ARGS=--quick | --full | --profile.

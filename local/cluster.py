@@ -1,6 +1,8 @@
 """`make cluster`: N replicas of each service (and N order workers) as separate processes on their own
 ports, on PostgreSQL (one database per service), behind HAProxy on the seed's ports, standing in for
 the Kubernetes Services. The order replicas reach inventory through HAProxy, as pods reach a Service.
+A NATS JetStream server of its own (the event broker, on a free port) takes the order events that the
+workers' relay publishes (one relay active at a time, under its lease).
 
 Also used by the tests, which start it on free ports and kill, drain and restart its replicas. Processes
 are started and stopped by local.processes; this module holds only what is cluster-specific.
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from local.broker import NatsServer
 from local.processes import ServiceProcess, create_database, free_port, migrate, wait_until
 from local.run import load_tokens
 
@@ -41,6 +44,7 @@ class Cluster:
     order: list[ServiceProcess] = field(default_factory=list)
     workers: list[ServiceProcess] = field(default_factory=list)
     haproxy: subprocess.Popen[bytes] | None = None
+    broker: NatsServer | None = None
 
     @property
     def order_url(self) -> str:
@@ -68,8 +72,16 @@ class Cluster:
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,
         }
+        self.broker = NatsServer(self.workdir / "nats")
+        self.broker.workdir.mkdir(parents=True, exist_ok=True)
+        self.broker.start()
         inv_env = {**common, "DATABASE_URL": inv_db}
-        ord_env = {**common, "DATABASE_URL": ord_db, "INVENTORY_URL": self.inventory_url}
+        ord_env = {
+            **common,
+            "DATABASE_URL": ord_db,
+            "INVENTORY_URL": self.inventory_url,
+            "EVENTS_BROKER_URL": self.broker.url,
+        }
         # Migrations once, before any replica starts (a Kubernetes Job in production).
         migrate("inventory_service", inv_env)
         migrate("order_service", ord_env)
@@ -139,6 +151,8 @@ class Cluster:
         if self.haproxy and self.haproxy.poll() is None:
             self.haproxy.terminate()
             self.haproxy.wait(timeout=10)
+        if self.broker is not None:
+            self.broker.stop()
 
 
 def haproxy_config(cluster: Cluster) -> str:
@@ -211,6 +225,8 @@ def main() -> int:
             print(f"  {r.name:<12} {r.url}  pid {r.proc.pid if r.proc else '?'}")
         for r in cluster.workers:
             print(f"  {r.name:<12} recovery worker  pid {r.proc.pid if r.proc else '?'}")
+        if cluster.broker is not None:
+            print(f"  {'nats':<12} {cluster.broker.url}  (events: python -m order_service events tail)")
         print("Ctrl-C stops everything.", flush=True)
         while not stopping:
             time.sleep(0.2)

@@ -17,7 +17,9 @@ import sqlalchemy as sa
 
 from local.cluster import Cluster
 from local.processes import ServiceProcess, drop_database, free_port, server_url, wait_until
+from order_service.broker import BrokerConfig
 from service_common.storage import normalise_url
+from tests.broker_client import stream_messages
 from tests.cart_race import race_opposite_carts
 from tests.event_consumer import Consumer, assert_exactly_once_in_order
 from tests.markers import requires_program
@@ -26,6 +28,7 @@ from tests.topology import ADMIN_TOKEN, SERVICE_TOKEN
 
 pytestmark = [
     requires_program("haproxy"),
+    requires_program("nats-server"),
     pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL"), reason="the cluster needs TEST_DATABASE_URL"),
 ]
 
@@ -68,6 +71,27 @@ def test_racing_orders_across_replicas_never_oversell(cluster: Cluster, cluster_
     assert {r.headers["X-Served-By"] for r in responses} == {"order1", "order2", "order3"}
     after = cluster.requests_by_server("inventory_service")
     assert all(after[name] > before.get(name, 0) for name in ("inventory1", "inventory2", "inventory3"))
+
+
+def test_a_consumer_on_the_broker_sees_every_confirmed_order_of_the_race(cluster: Cluster, cluster_api: Api) -> None:
+    """The 64-order race on 3 replicas, 3 workers (one relay active): every order confirmed in it reaches
+    the cluster's broker once, as order.confirmed."""
+    product = cluster_api.new_product(16)
+    responses = parallel(64, lambda i: cluster_api.place(product, 1, f"C{i}"))
+    confirmed = {r.json()["order_id"] for r in responses if r.status_code == 201}
+    assert len(confirmed) == 16
+    assert cluster.broker is not None
+    stream = BrokerConfig(cluster.broker.url, "ORDER_EVENTS", "orders.events", 2.0)
+
+    def seen() -> list[str]:
+        return [
+            m.event["order_id"]
+            for m in stream_messages(stream)
+            if m.event["type"] == "order.confirmed" and m.event["order_id"] in confirmed
+        ]
+
+    wait_until(lambda: set(seen()) == confirmed, 30, "every confirmed order on the broker")
+    assert sorted(seen()) == sorted(confirmed)
 
 
 def test_carts_racing_across_replicas_neither_deadlock_nor_oversell(cluster_api: Api) -> None:
