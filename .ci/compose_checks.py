@@ -6,6 +6,8 @@
    without a restart of their own.
 4. The order container killed (SIGKILL) while orders stream in, then `docker compose start order-service`.
 5. The recovery worker finishes whatever 3 and 4 left in flight, and GET /admin/audit is clean.
+6. Every order event of all that reached the broker: none left unpublished in the outbox, and the
+   JetStream stream holds as many messages as the outbox has events.
 
 Usage: compose_checks.py ORDER_URL INVENTORY_URL ADMIN_TOKEN (COMPOSE_PROJECT_NAME and COMPOSE_FILE set).
 Exits non-zero with the reason on the first failed check.
@@ -25,7 +27,7 @@ from typing import Any
 import requests
 
 IN_FLIGHT = ("pending", "failing", "cancelling", "fulfilling")
-LONG_RUNNING = ("postgres", "inventory-service", "order-service", "order-worker")
+LONG_RUNNING = ("postgres", "inventory-service", "order-service", "order-worker", "nats")
 
 
 class CheckFailed(Exception):
@@ -239,6 +241,27 @@ class Stack:
         check(health("order-worker") == "healthy", "the worker is not healthy")
         say(f"nothing left in flight (the worker recovered {recovered}); audit clean: {report['checked']}")
 
+    # --- 6 ---------------------------------------------------------------------------------------------------
+    def events_reach_the_broker(self) -> None:
+        def unpublished() -> int:
+            return int(psql("orders", "SELECT count(*) FROM order_events WHERE published_at IS NULL"))
+
+        wait_until(lambda: unpublished() == 0, 60, "the relay to publish every order event")
+        events = int(psql("orders", "SELECT count(*) FROM order_events"))
+        check(events > 0, "the outbox has no event")
+        jsz = json.loads(
+            compose(
+                "exec", "-T", "nats", "wget", "-q", "-O", "-", "http://127.0.0.1:8222/jsz?accounts=true&streams=true"
+            )
+        )
+        streams = {
+            stream["name"]: stream["state"]["messages"]
+            for account in jsz.get("account_details", [])
+            for stream in account.get("stream_detail", [])
+        }
+        check(streams.get("ORDER_EVENTS") == events, f"the broker holds {streams}, the outbox {events} events")
+        say(f"all {events} order events published; the broker's ORDER_EVENTS stream holds {events} messages")
+
 
 def main(argv: list[str]) -> int:
     stack = Stack(*argv)
@@ -248,6 +271,7 @@ def main(argv: list[str]) -> int:
         stack.postgres_restart,
         stack.kill_order_service,
         stack.worker_finishes_and_audit,
+        stack.events_reach_the_broker,
     )
     for step in steps:
         started = time.monotonic()

@@ -102,11 +102,13 @@ fi
 # --- base images: reuse what is there; else build the stand-ins ---------------------------------------------
 bases=$(sed -n 's/^FROM[[:space:]]\+\([^[:space:]]\+\).*/\1/p' order-service/Dockerfile inventory-service/Dockerfile | sort -u)
 pg_image=$(awk '/^  postgres:/{p=1} p && /image:/{print $2; exit}' compose.yaml)
-for base in $bases $pg_image; do
+nats_image=$(awk '/^  nats:/{p=1} p && /image:/{print $2; exit}' compose.yaml)
+for base in $bases $pg_image $nats_image; do
   if docker image inspect "$base" >/dev/null 2>&1; then continue; fi
   case "$base" in
     python:3.12-slim) recipe=deploy/standins/python-slim.sh ;;
     postgres:*) recipe=deploy/standins/postgres.sh ;;
+    nats:*) recipe=deploy/standins/nats.sh ;;
     *) echo "no stand-in recipe for $base" >&2; exit 1 ;;
   esac
   say "building stand-in $base ($recipe)"

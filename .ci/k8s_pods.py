@@ -276,6 +276,12 @@ def up() -> int:
         for kind in ("startupProbe", "readinessProbe"):
             cluster.wait_probe(postgres, "postgres-0", kind)
         say("postgres-0 (StatefulSet) started and ready")
+        # The event broker, as its StatefulSet says (the workers' relay publishes to it).
+        nats = cluster.get("StatefulSet", "nats")
+        run(cluster.docker_run(nats, "nats-0"))
+        for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+            cluster.wait_probe(nats, "nats-0", kind)
+        say("nats-0 (StatefulSet) started; JetStream ready")
         for job in [o for o in objects if o["kind"] == "Job"]:
             name = job["metadata"]["name"]
             r = run(cluster.docker_run(job, name, detach=False), check=False, timeout=300)
@@ -337,6 +343,19 @@ def up() -> int:
         if r.status_code != 201 or order["status"] != "confirmed":
             raise SystemExit(f"an order with the admin token: {r.status_code} {order}")
         say(f"order {order['order_id']} confirmed through both Deployments (401 without a token)")
+
+        # Its event reaches the broker through a worker's relay (the stream, as the monitoring port counts it).
+        monitor = cluster.ports[("nats-0", 8222)]
+        deadline = time.monotonic() + 60
+        messages = 0
+        while time.monotonic() < deadline and not messages:
+            jsz = requests.get(f"http://127.0.0.1:{monitor}/jsz?accounts=true&streams=true", timeout=5).json()
+            streams = [s for a in jsz.get("account_details", []) for s in a.get("stream_detail", [])]
+            messages = sum(s["state"]["messages"] for s in streams if s["name"] == "ORDER_EVENTS")
+            time.sleep(0.5)
+        if not messages:
+            raise SystemExit(f"no order event reached the broker's ORDER_EVENTS stream:\n{logs('order-worker-0')}")
+        say(f"the order's event reached the broker ({messages} in ORDER_EVENTS)")
 
         # SIGTERM, as after preStop: every container exits 0 inside its grace period.
         for deployment, name in reversed(pods):

@@ -22,6 +22,7 @@ from tests.manifests import (
     PYTHON_ENV,
     SERVICES,
     Service,
+    command_of,
     compose,
     container_env,
     get,
@@ -49,7 +50,7 @@ def env_of(name: str, environ: dict[str, str] | None = None) -> dict[str, str]:
 
 def test_services_and_their_order_of_start() -> None:
     svc = services()
-    assert set(svc) == {"postgres", *APPS}
+    assert set(svc) == {"postgres", "nats", *APPS}
     for name, (service, role) in APPS.items():
         depends = svc[name]["depends_on"]
         if role == "migrate":
@@ -115,6 +116,22 @@ def test_ports_healthchecks_and_urls_agree_with_the_apps() -> None:
     assert svc["postgres"]["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
     for name in ("inventory-migrate", "order-migrate"):
         assert svc[name]["healthcheck"] == {"disable": True}
+
+
+def test_the_worker_publishes_to_the_broker_of_the_cluster_image_on_a_volume() -> None:
+    svc = services()
+    nats = svc["nats"]
+    assert svc["order-worker"]["depends_on"]["nats"] == {"condition": "service_healthy"}
+    assert env_of("order-worker")["EVENTS_BROKER_URL"] == "nats://nats:4222"
+    assert "nats" not in svc["order-service"].get("depends_on", {})  # the server only writes the outbox
+    container = pod_spec(get("StatefulSet", "nats"))["containers"][0]
+    assert nats["image"] == container["image"]
+    assert nats["command"] == command_of(container)
+    assert "natsdata:/data" in nats["volumes"] and "-js" in nats["command"]
+    assert "ports" not in nats  # only the worker reaches it, as in the cluster's NetworkPolicy
+    assert nats["read_only"] is True and nats["cap_drop"] == ["ALL"]
+    probe = container["readinessProbe"]["httpGet"]
+    assert f"http://127.0.0.1:8222{probe['path']}" in nats["healthcheck"]["test"]
 
 
 def test_postgres_runs_the_init_script_and_the_cluster_image() -> None:

@@ -326,6 +326,7 @@ def test_services_select_the_server_pods_only_and_expose_the_seed_ports() -> Non
         "inventory-service": ("ClusterIP", 5001, None, {"Deployment/inventory-service"}),
         "order-service": ("NodePort", 30000, 30000, {"Deployment/order-service"}),
         "postgres": (None, 5432, None, {"StatefulSet/postgres"}),
+        "nats": (None, 4222, None, {"StatefulSet/nats"}),
     }
     for name, (kind, port, node_port, selected) in expected.items():
         svc = get("Service", name)
@@ -340,6 +341,9 @@ def test_services_select_the_server_pods_only_and_expose_the_seed_ports() -> Non
         assert ports[svc_port["targetPort"]] == port
     assert get("Service", "postgres")["spec"]["clusterIP"] == "None"
     assert get("StatefulSet", "postgres")["spec"]["serviceName"] == "postgres"
+    assert get("StatefulSet", "nats")["spec"]["serviceName"] == "nats"
+    # The worker's relay finds the broker by its Service's name and port.
+    assert _settings_env(get("Deployment", "order-worker"))["EVENTS_BROKER_URL"] == "nats://nats:4222"
     # The order service finds inventory by its Service's name and port.
     assert _settings_env(get("Deployment", "order-service"))["INVENTORY_URL"] == "http://inventory-service:5001"
     for workload in of_kind("Deployment", "StatefulSet"):
@@ -377,6 +381,8 @@ def test_network_policies_let_in_only_whom_they_mean() -> None:
     assert sources("Deployment/inventory-service") == ({"Deployment/order-service", "Deployment/order-worker"}, {5001})
     servers = {"Deployment/order-service", "Deployment/inventory-service", "Deployment/order-worker"}
     assert sources("StatefulSet/postgres") == (servers | migrate_jobs, {5432})
+    # The broker: only the workers, whose relay publishes the order events.
+    assert sources("StatefulSet/nats") == ({"Deployment/order-worker"}, {4222})
     for job in migrate_jobs | {"Deployment/order-worker"}:
         assert sources(job) == (set(), set())
 
@@ -814,3 +820,25 @@ def test_postgres_init_script_creates_the_databases_the_secrets_name(tmp_path: P
     finally:
         run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"])
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_the_broker_keeps_its_stream_on_a_volume_is_probed_sized_and_budgeted() -> None:
+    nats = get("StatefulSet", "nats")
+    spec = pod_spec(nats)
+    (container,) = spec["containers"]
+    args = command_of(container)
+    assert args[:2] == ["nats-server", "-js"]
+    store = args[args.index("-sd") + 1]
+    (claim,) = nats["spec"]["volumeClaimTemplates"]
+    assert {m["name"]: m["mountPath"] for m in container["volumeMounts"]} == {claim["metadata"]["name"]: store}
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"] and claim["spec"]["resources"]["requests"]["storage"]
+    assert spec["securityContext"]["fsGroup"] == spec["securityContext"]["runAsGroup"]  # the volume is writable
+    monitor = int(args[args.index("-m") + 1])
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"client": 4222, "monitor": monitor}
+    for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[kind]["httpGet"] == {"path": "/healthz?js-enabled-only=true", "port": "monitor"}
+    pdb = get("PodDisruptionBudget", "nats")
+    assert selects(pdb["spec"]["selector"], pod_labels(nats)) and pdb["spec"]["maxUnavailable"] == 1
+    # Only the workers publish: the servers need no broker.
+    assert "EVENTS_BROKER_URL" in _settings_env(get("Deployment", "order-worker"))
