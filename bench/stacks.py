@@ -213,6 +213,8 @@ class Cluster3:
             inventory_port=free_port(),
             database_prefix=self.prefix,
             extra_env={**self.settings, "LOG_LEVEL": log_level, "DRAIN_SECONDS": "0", "GRACEFUL_TIMEOUT": "5"},
+            # As `make cluster`: the workers' relay publishes the order events to a broker (BENCH_RELAY=off: not).
+            with_broker=os.environ.get("BENCH_RELAY", "on") != "off",
         )
         self.cluster.start()
 
@@ -239,6 +241,7 @@ class Cluster3:
             "inventory": [r.proc.pid for r in c.inventory if r.proc],
             "recovery_workers": [r.proc.pid for r in c.workers if r.proc],
             "haproxy": [c.haproxy.pid] if c.haproxy else [],
+            "broker": [c.broker.proc.pid] if c.broker and c.broker.proc else [],
         }
 
     def masters(self) -> dict[str, int]:

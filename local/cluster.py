@@ -40,6 +40,7 @@ class Cluster:
     inventory_port: int = 5001
     database_prefix: str = "shop"
     extra_env: dict[str, str] = field(default_factory=dict)
+    with_broker: bool = True  # the event broker and the workers' relay (off: the outbox is only the feed)
     inventory: list[ServiceProcess] = field(default_factory=list)
     order: list[ServiceProcess] = field(default_factory=list)
     workers: list[ServiceProcess] = field(default_factory=list)
@@ -72,16 +73,13 @@ class Cluster:
             "PYTHONUNBUFFERED": "1",
             **self.extra_env,
         }
-        self.broker = NatsServer(self.workdir / "nats")
-        self.broker.workdir.mkdir(parents=True, exist_ok=True)
-        self.broker.start()
         inv_env = {**common, "DATABASE_URL": inv_db}
-        ord_env = {
-            **common,
-            "DATABASE_URL": ord_db,
-            "INVENTORY_URL": self.inventory_url,
-            "EVENTS_BROKER_URL": self.broker.url,
-        }
+        ord_env = {**common, "DATABASE_URL": ord_db, "INVENTORY_URL": self.inventory_url}
+        if self.with_broker:
+            self.broker = NatsServer(self.workdir / "nats")
+            self.broker.workdir.mkdir(parents=True, exist_ok=True)
+            self.broker.start()
+            ord_env["EVENTS_BROKER_URL"] = self.broker.url
         # Migrations once, before any replica starts (a Kubernetes Job in production).
         migrate("inventory_service", inv_env)
         migrate("order_service", ord_env)

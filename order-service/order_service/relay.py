@@ -86,9 +86,11 @@ class OutboxEvent:
                 "id": self.id,
                 "type": self.type,
                 "source": SOURCE,
+                "subject": self.order_id,
                 "order_id": self.order_id,
                 "sequence": self.sequence,
                 "time": rfc3339(self.occurred_at),
+                "datacontenttype": "application/json",
                 "data": orjson.Fragment(self.data),
             }
         )
