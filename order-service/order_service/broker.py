@@ -178,3 +178,25 @@ async def follow(config: BrokerConfig, *, from_start: bool, idle_exit: float | N
             yield orjson.loads(msg.data)
     finally:
         await nc.close()
+
+
+def tail_broker(settings: Settings, *, from_start: bool, idle_exit: float | None = None) -> int:
+    """`events tail` on the broker (EVENTS_BROKER_URL): one JSON line per event as it arrives, from the
+    stream's first event with `from_start`, else from now. Ctrl-C stops it."""
+    import sys
+
+    import orjson
+
+    async def run() -> None:
+        async for event in follow(BrokerConfig.of(settings), from_start=from_start, idle_exit=idle_exit):
+            sys.stdout.write(orjson.dumps(event).decode() + "\n")
+            sys.stdout.flush()
+
+    try:
+        asyncio.run(run())
+    except BrokerUnavailable as exc:
+        print(f"the broker is unavailable: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    return 0

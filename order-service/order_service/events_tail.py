@@ -1,6 +1,8 @@
 """`python -m order_service events tail [--from-start] [--after CURSOR] [--cursor-file PATH] [--url URL]`:
 a consumer of the event feed (GET /events, long polls), printing one JSON line per event, as a consumer
 would read it. Without --from-start or a cursor it starts at the end: only new events are printed.
+With EVENTS_BROKER_URL set it follows the broker's stream instead (order_service.broker), unless --feed,
+--after or --cursor-file ask for the feed.
 
 The token is EVENTS_TOKEN (or ADMIN_TOKEN). With --cursor-file, the `next` of each page is written there
 once its events are printed, and read back at the start: a tail that is stopped and started again resumes
@@ -111,10 +113,17 @@ def tail(settings: Settings, argv: list[str]) -> int:
     parser.add_argument("--after", help="resume after this cursor (a page's `next`)")
     parser.add_argument("--cursor-file", type=Path, help="keep the cursor here, and resume from it")
     parser.add_argument("--url", default=f"http://127.0.0.1:{settings.port}", help="the order service")
+    parser.add_argument("--feed", action="store_true", help="read the feed even when a broker is configured")
+    parser.add_argument("--idle-exit", type=float, help="(broker) stop once no event came for this many seconds")
     args = parser.parse_args(argv)
     for handler in logging.getLogger().handlers:  # stdout carries the events: logs go to stderr
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(sys.stderr)
+    if settings.events_broker_url and not (args.feed or args.after or args.cursor_file):
+        # A broker is configured (P13): follow its stream instead (cursors are the feed's own).
+        from order_service.broker import tail_broker
+
+        return tail_broker(settings, from_start=args.from_start, idle_exit=args.idle_exit)
     read = http_reader(args.url, settings.events_token or settings.admin_token)
     after: str | None = args.after
     if after is None and args.cursor_file is not None and args.cursor_file.exists():

@@ -6,6 +6,10 @@ is retried with backoff and nothing is lost."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -159,3 +163,20 @@ def test_the_relay_thread_stops_with_the_worker(relayed: Services, stream: Broke
     thread.join(timeout=10)
     assert not thread.is_alive()
     assert len(stream_messages(stream)) == len(_events_by_position(relayed))
+
+
+def test_events_tail_follows_the_broker_from_the_start(relayed: Services, stream: BrokerConfig) -> None:
+    _some_changes(relayed)
+    _drain(_relay(relayed, "relay-a"))
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "EVENTS_"))},
+        "EVENTS_BROKER_URL": stream.url,
+        "EVENTS_STREAM": stream.stream,
+        "EVENTS_SUBJECT": stream.subject,
+        "LOG_LEVEL": "WARNING",
+    }
+    argv = [sys.executable, "-m", "order_service", "events", "tail", "--from-start", "--idle-exit", "1"]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [e["id"] for e in lines] == [f"{o}:{s}" for o, s in _events_by_position(relayed)]
