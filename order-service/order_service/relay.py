@@ -262,13 +262,14 @@ class Relay:
     async def step(self) -> float:
         """One round: hold the lease, publish what is unpublished; the pause before the next round."""
         try:
-            self._report_backlog()
             if not self.lease.hold():
+                self._report_backlog(oldest_unpublished(self._engine))
                 return STANDBY_SECONDS
+            batch = unpublished(self._engine, self._settings.events_relay_batch)
+            self._report_backlog(batch[0].occurred_at if batch else None)
             if not self._publisher.connected:
                 self._attempt()
                 await self._publisher.open()
-            batch = unpublished(self._engine, self._settings.events_relay_batch)
             if not batch:
                 self._succeeded()
                 return self._settings.events_relay_poll_seconds
@@ -280,6 +281,10 @@ class Relay:
             return self._backoff("broker unavailable", exc)
         except sa.exc.SQLAlchemyError as exc:  # the database may be down: the same backoff, nothing lost
             return self._backoff("database unavailable", exc)
+        except Exception as exc:  # anything else: logged, and the relay carries on (it must not die quietly)
+            log.exception("relay round failed")
+            metrics.event_publish_failure("error")
+            return self._backoff("relay round failed", exc)
 
     async def _publish(self, batch: list[OutboxEvent]) -> None:
         """Publish in position order, each after the previous one's ack, then mark what was acknowledged.
@@ -315,7 +320,7 @@ class Relay:
         log.warning(what, extra={"fields": {"error": str(exc)[:300], "retry_in": round(self._delay, 2)}})
         return self._delay * random.uniform(0.8, 1.0)
 
-    def _report_backlog(self) -> None:
-        oldest = oldest_unpublished(self._engine)
+    @staticmethod
+    def _report_backlog(oldest: dt.datetime | None) -> None:
         age = 0.0 if oldest is None else max(0.0, (utcnow() - oldest).total_seconds())
         metrics.oldest_unpublished_age(age)
