@@ -57,11 +57,6 @@ def _create() -> dict[str, Any]:
             "Failed attempts of the relay (connect, stream, timeout, error).",
             ["reason"],
         ),
-        "unpublished_age": Gauge(
-            "order_events_oldest_unpublished_age_seconds",
-            "Age of the oldest order event not yet published to the broker; 0 when none waits.",
-            multiprocess_mode="livemax",
-        ),
         "lines": Histogram(
             "order_lines_per_order", "Lines (products) of each order placed.", buckets=(1, 2, 3, 5, 10, 20, 50, 100)
         ),
@@ -128,7 +123,3 @@ def event_publish_retry() -> None:
 
 def event_publish_failure(reason: str) -> None:
     _metrics()["publish_failures"].labels(reason).inc()
-
-
-def oldest_unpublished_age(seconds: float) -> None:
-    _metrics()["unpublished_age"].set(seconds)

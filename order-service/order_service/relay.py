@@ -29,7 +29,6 @@ import random
 import socket
 import threading
 import time
-from dataclasses import dataclass
 
 import orjson
 import sqlalchemy as sa
@@ -38,15 +37,15 @@ from sqlalchemy.engine import Engine
 from order_service import metrics
 from order_service.broker import BrokerConfig, BrokerUnavailable, Publisher
 from order_service.domain import format_order_id
+from order_service.events import Event
 from order_service.settings import Settings
 from order_service.storage import metadata, order_events
 from service_common.failpoints import FailPoints
-from service_common.storage import UTCDateTime, reading, rfc3339, utcnow, writing
+from service_common.storage import UTCDateTime, reading, utcnow, writing
 
 log = logging.getLogger(__name__)
 
 LEASE_NAME = "order-events"
-SOURCE = "/orders"
 # How often a standby relay tries the lease.
 STANDBY_SECONDS = 1.0
 BACKOFF_FIRST, BACKOFF_MAX = 0.1, 5.0
@@ -62,61 +61,28 @@ relay_leases = sa.Table(
 )
 
 
-# --- the outbox, as the relay reads and marks it ----------------------------------------------------------
+# --- the outbox, as the relay reads it ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class OutboxEvent:
-    position: int
-    order_id: str
-    sequence: int
-    type: str
-    occurred_at: dt.datetime
-    data: str  # the order as GET /orders/{id} showed it, JSON text
-
-    @property
-    def id(self) -> str:
-        return f"{self.order_id}:{self.sequence}"
-
-    def message(self) -> bytes:
-        """The event as published (CloudEvents 1.0 names), the order's JSON embedded as written."""
-        return orjson.dumps(
-            {
-                "specversion": "1.0",
-                "id": self.id,
-                "type": self.type,
-                "source": SOURCE,
-                "subject": self.order_id,
-                "order_id": self.order_id,
-                "sequence": self.sequence,
-                "time": rfc3339(self.occurred_at),
-                "datacontenttype": "application/json",
-                "data": orjson.Fragment(self.data),
-            }
-        )
-
-
-def unpublished(engine: Engine, limit: int) -> list[OutboxEvent]:
+def unpublished(engine: Engine, limit: int) -> list[Event]:
     """The oldest events not yet published, by position (the partial index on unpublished rows)."""
     e = order_events.c
     query = (
-        sa.select(e.position, e.order_id, e.sequence, e.type, e.occurred_at, e.data)
+        sa.select(e.position, e.tx, e.order_id, e.sequence, e.type, e.occurred_at, e.data)
         .where(e.published_at.is_(None))
         .order_by(e.position)
         .limit(limit)
     )
     with reading(engine) as conn:
         return [
-            OutboxEvent(r.position, format_order_id(r.order_id), r.sequence, r.type, r.occurred_at, r.data)
+            Event(r.position, r.tx or 0, r.order_id, r.sequence, r.type, r.occurred_at, r.data)
             for r in conn.execute(query)
         ]
 
 
-def oldest_unpublished(engine: Engine) -> dt.datetime | None:
-    e = order_events.c
-    query = sa.select(e.occurred_at).where(e.published_at.is_(None)).order_by(e.position).limit(1)
-    with reading(engine) as conn:
-        return conn.execute(query).scalar()
+def message(event: Event) -> bytes:
+    """The event as published: as the feed answers it (CloudEvents 1.0 attributes, the order as data)."""
+    return orjson.dumps(event.as_json())
 
 
 # --- the lease ---------------------------------------------------------------------------------------------
@@ -263,10 +229,8 @@ class Relay:
         """One round: hold the lease, publish what is unpublished; the pause before the next round."""
         try:
             if not self.lease.hold():
-                self._report_backlog(oldest_unpublished(self._engine))
                 return STANDBY_SECONDS
             batch = unpublished(self._engine, self._settings.events_relay_batch)
-            self._report_backlog(batch[0].occurred_at if batch else None)
             if not self._publisher.connected:
                 self._attempt()
                 await self._publisher.open()
@@ -286,7 +250,7 @@ class Relay:
             metrics.event_publish_failure("error")
             return self._backoff("relay round failed", exc)
 
-    async def _publish(self, batch: list[OutboxEvent]) -> None:
+    async def _publish(self, batch: list[Event]) -> None:
         """Publish in position order, each after the previous one's ack, then mark what was acknowledged.
         Stops early when the lease is no longer safely ours."""
         done: list[int] = []
@@ -295,9 +259,11 @@ class Relay:
                 if not self.lease.held() and not self.lease.hold():
                     break
                 self._attempt()
-                duplicate = await self._publisher.publish(event.id, event.order_id, event.message(), event.type)
+                order_id = format_order_id(event.order_id)
+                event_id = f"{order_id}:{event.sequence}"
+                duplicate = await self._publisher.publish(event_id, order_id, message(event), event.type)
                 metrics.event_published(duplicate)
-                log.debug("event published", extra={"fields": {"event_id": event.id, "duplicate": duplicate}})
+                log.debug("event published", extra={"fields": {"event_id": event_id, "duplicate": duplicate}})
                 self._failpoints.hit("relay_after_publish")
                 done.append(event.position)
         finally:
@@ -319,8 +285,3 @@ class Relay:
         self._delay = min(BACKOFF_MAX, self._delay * 2 or BACKOFF_FIRST)
         log.warning(what, extra={"fields": {"error": str(exc)[:300], "retry_in": round(self._delay, 2)}})
         return self._delay * random.uniform(0.8, 1.0)
-
-    @staticmethod
-    def _report_backlog(oldest: dt.datetime | None) -> None:
-        age = 0.0 if oldest is None else max(0.0, (utcnow() - oldest).total_seconds())
-        metrics.oldest_unpublished_age(age)
