@@ -9,9 +9,10 @@ EVENTS_BROKER_URL is set; docs/events.md and docs/decisions.md say why it works 
   Marking is fenced: it renews the lease in the same transaction, by holder and token, and marks nothing
   if another relay took over (those events are published again, with the same ids).
 - **In order.** It reads unpublished events by position and publishes them one after another, each waiting
-  for the broker's ack; at the first failure it stops the round. An order's next event is written by a
-  transaction that began after its previous one committed, so it always has a higher position: an order's
-  events reach the broker in `sequence`. (Across orders, an event whose transaction commits late is
+  for the broker's ack; at the first failure it stops the round. An order's next event is inserted by a
+  transaction that first updated the order's row, which the previous event's transaction held locked until
+  it committed: so it has a higher position and is never visible before it. An order's events reach the
+  broker in `sequence`. (Across orders, an event whose transaction commits late is
   published when it shows up.)
 - **At least once.** An event is marked only after its ack; a crash between the two publishes it again
   with the same `Nats-Msg-Id` (the event id), which JetStream drops and consumers deduplicate.
