@@ -267,7 +267,13 @@ class DriverQuery:
         dialect = engine.dialect
         sql, order = self._forms.get(dialect.name) or self._compile(dialect)
         values: Any = tuple(params[name] for name in order) if order is not None else params
-        pooled = engine.raw_connection()
+        try:
+            pooled = engine.raw_connection()
+        except dialect.loaded_dbapi.Error as exc:
+            # A connection that cannot be opened (the database down) is an OperationalError like any other.
+            raise sa.exc.DBAPIError.instance(
+                sql, values, exc, dialect.loaded_dbapi.Error, connection_invalidated=True, dialect=dialect
+            ) from exc
         try:
             driver = pooled.driver_connection
             postgres = dialect.name == "postgresql"

@@ -4,6 +4,7 @@ engines; and a read of nothing is None."""
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from inventory_service import storage as inventory_storage
@@ -38,3 +39,16 @@ def test_driver_reads_of_a_product_and_an_order_match_sqlalchemy(apps: Services)
     of_order = sa.select(lines).where(lines.c.order_id == sa.bindparam("b_order")).order_by(lines.c.line_no)
     _same_rows(apps.order_engine, of_order, {"b_order": number})
     assert order_storage.get_order(apps.order_engine, number) is not None
+
+
+def test_a_driver_read_on_a_database_that_cannot_be_reached_is_an_operational_error() -> None:
+    """What the services answer 503 database_unavailable for, as for any other statement (was a bare
+    psycopg error, answered 500, when no pooled connection was left to reuse)."""
+    from service_common.storage import create_db_engine
+
+    engine = create_db_engine("postgresql://postgres@127.0.0.1:1/nothing")
+    try:
+        with pytest.raises(sa.exc.OperationalError):
+            DriverQuery(sa.select(inventory_storage.products)).rows(engine, {})
+    finally:
+        engine.dispose()
