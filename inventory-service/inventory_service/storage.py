@@ -41,6 +41,7 @@ from service_common.storage import (
     insert_ignoring_conflict,
     lines_of,
     reading,
+    skip_locked,
     snapshot,
     utcnow,
     writing,
@@ -596,14 +597,13 @@ def fold_ledger(engine: Engine, *, older_than: dt.datetime, batch: int) -> tuple
     """
     ledger = stock_ledger.c
     with writing(engine) as conn:
-        query = (
+        query = skip_locked(
+            conn,
             sa.select(ledger.id)
             .where(ledger.kind != BALANCE, ledger.created_at < older_than)
             .order_by(ledger.id)
-            .limit(batch + 1)
+            .limit(batch + 1),
         )
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
         ids = list(conn.execute(query).scalars())
         more = len(ids) > batch
         if not ids:

@@ -21,7 +21,7 @@ from order_service.events import Cursor, event_feed_pruned
 from order_service.inventory_client import InventoryClient, InventoryRefused, InventoryUnavailable
 from order_service.settings import Settings
 from order_service.storage import order_events, orders
-from service_common.storage import reading, utcnow, writing
+from service_common.storage import reading, skip_locked, utcnow, writing
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,10 @@ def prune_events(engine: Engine, *, older_than: dt.datetime, published_only: boo
     if published_only:
         where.append(order_events.c.published_at.is_not(None))
     with writing(engine) as conn:
-        query = sa.select(order_events.c.position, order_events.c.tx).where(*where).order_by(order_events.c.position)
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)  # two workers prune different rows
+        # Two workers prune different rows.
+        query = skip_locked(
+            conn, sa.select(order_events.c.position, order_events.c.tx).where(*where).order_by(order_events.c.position)
+        )
         rows = conn.execute(query.limit(batch)).all()
         if not rows:
             return 0
@@ -73,9 +74,7 @@ def clear_expired_keys(engine: Engine, *, batch: int) -> int:
     now = utcnow()
     expired = [orders.c.idempotency_key.is_not(None), orders.c.key_expires_at <= now]
     with writing(engine) as conn:
-        ids = sa.select(orders.c.id).where(*expired).order_by(orders.c.key_expires_at).limit(batch)
-        if conn.dialect.name == "postgresql":
-            ids = ids.with_for_update(skip_locked=True)
+        ids = skip_locked(conn, sa.select(orders.c.id).where(*expired).order_by(orders.c.key_expires_at).limit(batch))
         found = [r.id for r in conn.execute(ids)]
         if not found:
             return 0

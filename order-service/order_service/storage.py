@@ -13,7 +13,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from order_service.domain import LISTED, UNFINISHED, Line, Order, OrderLine, OrderStatus, OrderSummary
-from service_common.storage import DriverQuery, UTCDateTime, big_id, lines_of, reading, snapshot, utcnow, writing
+from service_common.storage import (
+    DriverQuery,
+    UTCDateTime,
+    big_id,
+    lines_of,
+    reading,
+    skip_locked,
+    snapshot,
+    utcnow,
+    writing,
+)
 
 metadata = sa.MetaData()
 
@@ -365,9 +375,7 @@ def claim_unfinished(engine: Engine, *, older_than: dt.timedelta, lease: dt.time
         sa.or_(orders.c.claimed_until.is_(None), orders.c.claimed_until < now),
     ]
     with writing(engine) as conn:
-        query = sa.select(orders.c.id).where(*stale).order_by(orders.c.id).limit(limit)
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
+        query = skip_locked(conn, sa.select(orders.c.id).where(*stale).order_by(orders.c.id).limit(limit))
         ids = [r.id for r in conn.execute(query)]
         if not ids:
             return []

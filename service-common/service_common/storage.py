@@ -208,6 +208,14 @@ def writing(engine: Engine) -> Iterator[Connection]:
         lock.release()
 
 
+def skip_locked(conn: Connection, query: sa.Select[Any]) -> sa.Select[Any]:
+    """Rows another worker holds are passed over, so several workers each take their own batch.
+
+    PostgreSQL: FOR UPDATE SKIP LOCKED. SQLite has one writer at a time (BEGIN IMMEDIATE): nothing to skip.
+    """
+    return query.with_for_update(skip_locked=True) if conn.dialect.name == "postgresql" else query
+
+
 def read_only(conn: Connection) -> Connection:
     """Mark a connection's next transaction as read-only: on SQLite it then does not take the write lock."""
     return conn.execution_options(sqlite_begin="DEFERRED")

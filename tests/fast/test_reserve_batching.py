@@ -4,6 +4,7 @@ batches lock products in product-id order."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 import uuid
@@ -101,26 +102,38 @@ def test_a_batch_decides_each_reserve_on_its_own(apps: Services) -> None:
     _conserved(engine, p, q)
 
 
-@pytest.fixture
-def inventory(templates: Templates, tmp_path: Path) -> Iterator[Flask]:
-    """Inventory alone, with lock waits long enough that a test may hold a product's row while reserves queue."""
+@contextlib.contextmanager
+def _inventory_alone(templates: Templates, tmp_path: Path, **settings: Any) -> Iterator[Flask]:
+    """Inventory alone on a fresh copy of the template database, with these settings."""
     with templates.copies(tmp_path) as (_, inventory_db):
-        settings = Settings(
-            database_url=inventory_db,
-            service_token=SERVICE_TOKEN,
-            admin_token=ADMIN_TOKEN,
-            port=0,
-            scratch_dir=tmp_path,
-            lock_timeout_ms=60_000,
-            statement_timeout_ms=60_000,
-            sqlite_busy_timeout_ms=60_000,
-            db_pool_size=8,
+        app = inventory_service.create_app(
+            Settings(
+                database_url=inventory_db,
+                service_token=SERVICE_TOKEN,
+                admin_token=ADMIN_TOKEN,
+                port=0,
+                scratch_dir=tmp_path,
+                **settings,
+            )
         )
-        app = inventory_service.create_app(settings)
         try:
             yield app
         finally:
             app.extensions["engine"].dispose()
+
+
+@pytest.fixture
+def inventory(templates: Templates, tmp_path: Path) -> Iterator[Flask]:
+    """Inventory alone, with lock waits long enough that a test may hold a product's row while reserves queue."""
+    with _inventory_alone(
+        templates,
+        tmp_path,
+        lock_timeout_ms=60_000,
+        statement_timeout_ms=60_000,
+        sqlite_busy_timeout_ms=60_000,
+        db_pool_size=8,
+    ) as app:
+        yield app
 
 
 def _new_product(app: Flask, quantity: int) -> str:
@@ -176,27 +189,15 @@ def test_64_concurrent_reserves_of_one_product_share_transactions_and_fail_alone
 
 
 def test_batching_off_runs_each_reserve_alone(templates: Templates, tmp_path: Path) -> None:
-    with templates.copies(tmp_path) as (_, inventory_db):
-        settings = Settings(
-            database_url=inventory_db,
-            service_token=SERVICE_TOKEN,
-            admin_token=ADMIN_TOKEN,
-            port=0,
-            scratch_dir=tmp_path,
-            reserve_batch_max=1,
-        )
-        app = inventory_service.create_app(settings)
-        try:
-            product = _new_product(app, 5)
-            before = _batch_sizes(app)
-            for n in range(3):
-                body = {"order_id": f"off-{product}-{n}", "product_id": product, "quantity": 2}
-                r = app.test_client().post("/inventory/reserve", json=body, headers=SERVICE)
-                assert r.status_code == (201 if n < 2 else 409)
-            after = _batch_sizes(app)
-            assert (after[0] - before[0], after[1] - before[1], after[2] - before[2]) == (3, 3, 3)
-        finally:
-            app.extensions["engine"].dispose()
+    with _inventory_alone(templates, tmp_path, reserve_batch_max=1) as app:
+        product = _new_product(app, 5)
+        before = _batch_sizes(app)
+        for n in range(3):
+            body = {"order_id": f"off-{product}-{n}", "product_id": product, "quantity": 2}
+            r = app.test_client().post("/inventory/reserve", json=body, headers=SERVICE)
+            assert r.status_code == (201 if n < 2 else 409)
+        after = _batch_sizes(app)
+        assert (after[0] - before[0], after[1] - before[1], after[2] - before[2]) == (3, 3, 3)
 
 
 def test_batches_of_carts_on_two_replicas_neither_deadlock_nor_oversell(inventory: Flask) -> None:
