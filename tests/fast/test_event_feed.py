@@ -5,6 +5,7 @@ pruned past a cursor."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,26 @@ def feed(templates: Templates, tmp_path: Path) -> Iterator[Services]:
         yield s
 
 
+def _settled(apps: Services) -> None:
+    """On PostgreSQL the feed serves only rows below the oldest writer running anywhere on the server
+    (docs/events.md): wait until every event written is below it, so that a page can be compared exactly.
+    Another session's transaction on a shared server delays what is served, never changes it."""
+    engine = apps.order_engine
+    if engine.dialect.name != "postgresql":
+        return
+    held = sa.text(
+        "SELECT count(*) FROM order_events WHERE tx >= pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+    )
+    deadline = time.monotonic() + 60  # a bound on a server that never settles, not a timing assertion
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            if not conn.execute(held).scalar_one():
+                return
+        time.sleep(0.05)
+
+
 def _read(apps: Services, headers: dict[str, str] = READER, **query: Any) -> Any:
+    _settled(apps)
     return apps.order.test_client().get("/events", query_string=query, headers=headers)
 
 
