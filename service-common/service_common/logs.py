@@ -11,6 +11,8 @@ from typing import Any
 import orjson
 from flask import Flask, Response, g, has_request_context, request
 
+from service_common.front import RUN_AGAIN_HEADER
+
 REQUEST_ID_HEADER = "X-Request-ID"
 _MAX_REQUEST_ID = 128
 
@@ -68,6 +70,8 @@ def register_request_logging(app: Flask, service: str) -> None:
         request_id = g.get("request_id") or _new_request_id()
         response.headers[REQUEST_ID_HEADER] = request_id
         if not access.isEnabledFor(logging.INFO):  # benchmarks and quiet deployments: no line to build
+            return response
+        if RUN_AGAIN_HEADER in response.headers:  # not an answer: the front runs it again (front.py)
             return response
         started = g.get("started")
         fields: dict[str, Any] = {

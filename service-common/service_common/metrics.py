@@ -25,6 +25,8 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 
+from service_common.front import RUN_AGAIN_HEADER
+
 _ENV = "PROMETHEUS_MULTIPROC_DIR"
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -138,7 +140,8 @@ def register_metrics(app: Flask, service: str, collectors: Iterable[Any] = (), w
     def _record(response: Response) -> Response:
         rule = request.url_rule
         route = rule.rule if rule is not None else "unmatched"
-        if route != "/metrics":
+        # A run the front repeats is no answer (front.py): one request, counted once, by its last run.
+        if route != "/metrics" and RUN_AGAIN_HEADER not in response.headers:
             key = (route, request.method, response.status_code)
             found = children.get(key)
             if found is None:

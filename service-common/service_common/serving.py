@@ -3,7 +3,9 @@
 A slow or idle client holds no Python thread: granian reads the request head in Rust (bounded in time
 and size), `BufferedFront` reads the body in the event loop (bounded in time and size), and only a
 request that is whole and within every limit is handed to a pool of app threads, which run the WSGI
-app. What breaks a limit is answered with our JSON error before any thread is taken.
+app. What breaks a limit is answered with our JSON error before any thread is taken. A request the app
+asks to run again later (a long poll with nothing to give yet, service_common/front.py) waits in the event
+loop between runs, holding no thread either.
 
 On SIGTERM the master first marks the replica as draining (readiness answers 503 so the load balancer
 takes it out), keeps serving for `drain_seconds`, then stops accepting and lets workers finish in-flight
@@ -33,6 +35,7 @@ from granian.log import LogLevels
 from granian.server.mp import MPServer
 
 from service_common.errors import error_body
+from service_common.front import ENVIRON_KEY, RUN_AGAIN_HEADER, FrontRun
 from service_common.settings import Limits
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,7 @@ class BufferedFront:
     def __init__(self, wsgi_app: Callable[..., Any], limits: Limits, threads: int) -> None:
         self._limits = limits
         self._app = wsgi_app
+        self._waiting = 0  # requests between two runs (service_common/front.py); changed in the event loop
         # The app threads take whole requests from a queue and hand each answer back to the event loop:
         # one wake-up of the loop per request (concurrent.futures' pool adds a future and a callback chain).
         self._jobs: queue.SimpleQueue[tuple[dict[str, Any], asyncio.AbstractEventLoop, asyncio.Future[Any]]] = (
@@ -85,14 +89,38 @@ class BufferedFront:
             )
             return
 
-        loop = asyncio.get_running_loop()
-        answer = loop.create_future()
-        self._jobs.put((_environ(scope, body), loop, answer))
-        status, headers, content = await answer
+        run = FrontRun(time.monotonic(), False, self._count_waiting)
+        status, headers, content = await self._run(scope, body, run)
+        pause = _run_again(headers)
+        if pause is not None:
+            # The app asked to run this request again later (service_common/front.py): it waits here, in the
+            # event loop, holding no app thread. A client that goes away cancels this coroutine (granian).
+            self._waiting += 1
+            try:
+                run = FrontRun(run.since, True, self._count_waiting)
+                while pause is not None:
+                    await asyncio.sleep(pause)
+                    status, headers, content = await self._run(scope, body, run)
+                    pause = _run_again(headers)
+            finally:
+                self._waiting -= 1
         # granian names itself unless the app sends a Server header: send an empty one.
         headers.append((b"server", b""))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content, "more_body": False})
+
+    def _count_waiting(self) -> int:
+        return self._waiting  # read by app threads: one int, written only by the event loop
+
+    async def _run(self, scope: Scope, body: bytes, run: FrontRun) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """One run of the request by an app thread (a fresh environ each time: the body is read anew)."""
+        loop = asyncio.get_running_loop()
+        answer = loop.create_future()
+        environ = _environ(scope, body)
+        environ[ENVIRON_KEY] = run
+        self._jobs.put((environ, loop, answer))
+        result: tuple[int, list[tuple[bytes, bytes]], bytes] = await answer
+        return result
 
     def _serve_jobs(self) -> None:
         while True:
@@ -167,6 +195,19 @@ class BufferedFront:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+_RUN_AGAIN = RUN_AGAIN_HEADER.lower().encode("latin-1")
+_MAX_PAUSE = 5.0
+
+
+def _run_again(headers: list[tuple[bytes, bytes]]) -> float | None:
+    """The pause the app asked for before the request runs again (its header removed), or None: an answer."""
+    for i, (name, value) in enumerate(headers):
+        if name == _RUN_AGAIN:
+            del headers[i]
+            return min(max(float(value), 0.0), _MAX_PAUSE)
+    return None
 
 
 def _settle(answer: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:

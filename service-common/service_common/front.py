@@ -1,0 +1,28 @@
+"""What the production front (serving.BufferedFront) and the app it runs say to each other about a request.
+
+The front puts a `FrontRun` in each environ it builds, under ENVIRON_KEY (PEP 3333 lets a server add keys
+of its own). An app that finds it may answer with the header RUN_AGAIN_HEADER (seconds, a decimal) instead
+of an answer: the front then sends nothing, waits that long in its event loop, holding no app thread, and
+runs the same request again (the same head and body), until an answer comes without the header. The header
+never reaches the client. Without a FrontRun (the WSGI test client, another server) there is no one to run
+a request again: the app answers in one run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+ENVIRON_KEY = "service_common.front"
+RUN_AGAIN_HEADER = "X-Front-Run-Again"
+
+
+@dataclass(frozen=True)
+class FrontRun:
+    """One run of a request by the front."""
+
+    since: float  # time.monotonic() when the front first ran this request (the same in every run)
+    rerun: bool  # the request asked to be run again before: this is not its first run
+    # How many requests of this process the front holds between runs now. Read as the app decides: the
+    # requests in a first run at the same moment (at most THREADS) are not counted yet.
+    waiting: Callable[[], int]
