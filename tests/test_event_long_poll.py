@@ -1,6 +1,6 @@
 """Long polls on the production server wait in its event loop, not in app threads: three times as many
 waiters as the process has threads leave orders and probes answered, an order wakes every waiter, and
-one waiter more than EVENTS_MAX_WAITERS is told 429.
+one waiter more than EVENTS_MAX_WAITERS is told 429; a waiter that hangs up stops waiting.
 
 One order process (`python -m order_service serve`, WEB_CONCURRENCY 1, THREADS 2), on SQLite: what is
 tested is the server in front of the view, which does not depend on the engine.
@@ -8,6 +8,7 @@ tested is the server in front of the view, which does not depend on the engine.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -75,3 +76,15 @@ def test_long_polls_hold_no_app_thread_and_an_order_wakes_them(tmp_path: Path) -
         for r in answers:
             assert r.status_code == 200, r.text
             assert [(e["type"], e["order_id"]) for e in r.json()["events"]] == [("order.confirmed", order_id)]
+
+
+def test_a_waiter_that_hangs_up_stops_waiting(tmp_path: Path) -> None:
+    """With one waiter allowed, a client that hangs up while waiting lets the next one wait at once."""
+    order_env = {"WEB_CONCURRENCY": "1", "THREADS": str(THREADS), "EVENTS_MAX_WAITERS": "1"}
+    with stack(tmp_path, "sqlite", order_env=order_env) as s:
+        feed = f"{s.order.url}/events"
+        end = _read(feed).json()["next"]
+        with contextlib.suppress(requests.ReadTimeout):  # the client hangs up after 1 s
+            _read(feed, timeout=1, after=end, wait=20)
+        # The front watches for the hang-up: the slot is free long before that waiter's 20 s would end.
+        wait_until(lambda: _read(feed, after=end, wait=0.1).status_code == 200, 10, "the hung-up waiter's slot")

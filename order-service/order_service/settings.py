@@ -34,7 +34,7 @@ class Settings(ServiceSettings):
     )
     events_token_next: str | None = Field(None, description="Also accepted, for rotating EVENTS_TOKEN.")
     events_max_waiters: int = Field(
-        256, ge=0, description="Long-polls (GET /events?wait=) waiting in one server process at once; more get 429."
+        64, ge=0, description="Long-polls (GET /events?wait=) waiting in one server process at once; more get 429."
     )
     events_retention_hours: float = Field(
         168.0, gt=0, description="Age after which the worker prunes events (published ones only, with a broker)."

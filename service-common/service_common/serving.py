@@ -94,15 +94,20 @@ class BufferedFront:
         pause = _run_again(headers)
         if pause is not None:
             # The app asked to run this request again later (service_common/front.py): it waits here, in the
-            # event loop, holding no app thread. A client that goes away cancels this coroutine (granian).
+            # event loop, holding no app thread, until the answer, or until the client hangs up (granian
+            # does not cancel a request's coroutine for that: `receive` says so).
             self._waiting += 1
+            hung_up = asyncio.ensure_future(_hung_up(receive))
             try:
                 run = FrontRun(run.since, True, self._count_waiting)
                 while pause is not None:
-                    await asyncio.sleep(pause)
+                    await asyncio.wait((hung_up,), timeout=pause)
+                    if hung_up.done():
+                        return
                     status, headers, content = await self._run(scope, body, run)
                     pause = _run_again(headers)
             finally:
+                hung_up.cancel()
                 self._waiting -= 1
         # granian names itself unless the app sends a Server header: send an empty one.
         headers.append((b"server", b""))
@@ -208,6 +213,12 @@ def _run_again(headers: list[tuple[bytes, bytes]]) -> float | None:
             del headers[i]
             return min(max(float(value), 0.0), _MAX_PAUSE)
     return None
+
+
+async def _hung_up(receive: Receive) -> None:
+    """Return when the client has gone away (what is left of the body, read already, is passed over)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _settle(answer: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
