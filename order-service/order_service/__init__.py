@@ -44,14 +44,16 @@ def create_saga(settings: Settings, inventory_transport: Transport | None = None
 def create_app(settings: Settings | None = None, inventory_transport: Transport | None = None) -> OpenAPI:
     from order_service.console import console_api_blueprint, register_console
     from order_service.event_routes import EVENTS_SCHEME, events_blueprint
-    from order_service.metrics import OutboxCollector
+    from order_service.metrics import OutboxCollector, writes_per_transaction
     from order_service.routes import orders_blueprint
     from service_common.openapi import ADMIN_SCHEME, CUSTOMER_SCHEME
-    from service_common.storage import schema_checks
+    from service_common.storage import group_commit, schema_checks
     from service_common.web import create_base_app
 
     settings = settings or Settings()
     saga = create_saga(settings, inventory_transport)
+    # Requests' writes share commits; the recovery worker (create_saga alone) writes one at a time.
+    group_commit(saga.engine, settings.write_batch_max, writes_per_transaction)
     schemes = {"adminToken": ADMIN_SCHEME, "eventsToken": EVENTS_SCHEME}
     if settings.customer_auth == "jwt":
         schemes["customerToken"] = CUSTOMER_SCHEME

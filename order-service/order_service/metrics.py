@@ -60,6 +60,11 @@ def _create() -> dict[str, Any]:
         "lines": Histogram(
             "order_lines_per_order", "Lines (products) of each order placed.", buckets=(1, 2, 3, 5, 10, 20, 50, 100)
         ),
+        "writes": Histogram(
+            "order_writes_per_transaction",
+            "Order writes (new, confirmed, moved) made in one database transaction (group commit).",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+        ),
     }
 
 
@@ -86,6 +91,10 @@ def worker_action(action: str) -> None:
 
 def order_lines(count: int) -> None:
     _metrics()["lines"].observe(count)
+
+
+def writes_per_transaction(count: int) -> None:
+    _metrics()["writes"].observe(count)
 
 
 class OutboxCollector:

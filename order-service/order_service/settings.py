@@ -28,6 +28,13 @@ class Settings(ServiceSettings):
     recovery_grace_seconds: float = Field(30.0, gt=0, description="Age after which the worker resolves an order.")
     worker_interval_seconds: float = Field(1.0, gt=0, description="Pause between two passes of the worker.")
     worker_batch: int = Field(50, ge=1, description="Orders one worker pass claims at most.")
+    write_batch_max: int = Field(
+        64,
+        ge=1,
+        le=1000,
+        description="Most order writes (new, confirmed, moved) one transaction may make: concurrent requests in "
+        "a process share one commit (group commit). 1 turns batching off: each write is its own transaction.",
+    )
     worker_metrics_port: int = Field(0, ge=0, description="Port of the worker's /metrics; 0: not served.")
     events_token: str | None = Field(
         None, description="Bearer token that may only read the event feed (GET /events); the admin token may too."

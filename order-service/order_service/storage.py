@@ -23,6 +23,7 @@ from service_common.storage import (
     snapshot,
     utcnow,
     writing,
+    written,
 )
 
 metadata = sa.MetaData()
@@ -282,16 +283,15 @@ def create_pending(
         "created_at": now,
         "updated_at": now,
     }
-    with writing(engine) as conn:
+    if key is not None:
+        scope, idem, fingerprint = key
+        values.update(
+            idempotency_scope=scope, idempotency_key=idem, request_fingerprint=fingerprint, key_expires_at=now + key_ttl
+        )
+
+    def work(conn: Connection) -> Order:
         if key is not None:
-            scope, idem, fingerprint = key
-            conn.execute(_EXPIRE_KEY, {"b_scope": scope, "b_key": idem, "b_now": now})
-            values.update(
-                idempotency_scope=scope,
-                idempotency_key=idem,
-                request_fingerprint=fingerprint,
-                key_expires_at=now + key_ttl,
-            )
+            conn.execute(_EXPIRE_KEY, {"b_scope": key[0], "b_key": key[1], "b_now": now})
         row = conn.execute(_INSERT_ORDER, values).one()
         conn.execute(
             _INSERT_LINES,
@@ -301,6 +301,8 @@ def create_pending(
             ],
         )
         return _as_order(row, tuple(OrderLine(line.product_id, line.quantity, None) for line in lines))
+
+    return written(engine, work)
 
 
 def transition(
@@ -318,11 +320,14 @@ def transition(
     """
     params: dict[str, Any] = {"b_id": number, "b_expected": expected.value, "status": new.value, "updated_at": utcnow()}
     params.update(claimed_until=None, **values)
-    with writing(engine) as conn:
+
+    def work(conn: Connection) -> Order | None:
         order = _order(conn, conn.execute(_move_order(new), params).first())
         if order is not None:
             _record_event(conn, order, describe)
         return order
+
+    return written(engine, work)
 
 
 def confirm(
@@ -342,7 +347,8 @@ def confirm(
         "total_price": total,
         **values,
     }
-    with writing(engine) as conn:
+
+    def work(conn: Connection) -> Order | None:
         row = conn.execute(_move_order(OrderStatus.CONFIRMED), params).first()
         if row is None:
             return None
@@ -357,6 +363,8 @@ def confirm(
         confirmed = _as_order(row, tuple(replace(line, unit_price=prices[line.product_id]) for line in order.lines))
         _record_event(conn, confirmed, describe)
         return confirmed
+
+    return written(engine, work)
 
 
 # --- recovery ------------------------------------------------------------------------------------------------

@@ -15,14 +15,16 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import dml as postgresql_dml
 from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 from sqlalchemy.engine import Connection, Engine
+
+from service_common.batching import GroupCommit
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +208,99 @@ def writing(engine: Engine) -> Iterator[Connection]:
             yield conn
     finally:
         lock.release()
+
+
+T = TypeVar("T")
+Work = Callable[[Connection], Any]
+
+# Errors that are the database's as a whole (down, busy, the writer or the pool timing out): they refuse
+# every write of a batch, as they would have refused each. Any other error may be one write's own (a
+# unique key taken, a value out of range): the batch is then run again one write per transaction.
+_WHOLE_DATABASE = (sa.exc.OperationalError, sa.exc.TimeoutError)
+# PostgreSQL's deadlock and serialization failures are OperationalErrors, but they are one write's
+# conflict with another transaction: run alone, each write decides for itself.
+_CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+class WriteBatcher:
+    """Group commit of short write transactions (service_common.batching): the writes that queue while
+    one transaction runs are made in the next one, one commit for all of them.
+
+    Each write is a function of the connection (`work`), run in the batch's transaction in arrival order.
+    A write is all-or-nothing with its batch; when the batch fails because of one of its writes, the
+    writes are run again, each in a transaction of its own, so that one fails alone. So a write must
+    depend on nothing but the database and its arguments: it may run twice (the first time rolled back).
+    `observe` is told how many writes each transaction made.
+    """
+
+    def __init__(self, engine: Engine, max_batch: int, observe: Callable[[int], None] = lambda n: None) -> None:
+        # Weakly: the registry of batchers (group_commit()) must not keep a disposed engine alive.
+        self._engine = weakref.ref(engine)
+        self._observe = observe
+        self._group: GroupCommit[Work, Any] = GroupCommit(self._decide, max_batch)
+
+    @property
+    def engine(self) -> Engine:
+        engine = self._engine()
+        assert engine is not None, "a write outlived its engine"  # each caller holds the engine it writes to
+        return engine
+
+    @property
+    def pending(self) -> int:
+        """Writes submitted and not yet decided: queued, or in the transaction that runs now."""
+        return self._group.pending
+
+    def run(self, work: Callable[[Connection], T]) -> T:
+        outcome = self._group.submit(work)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome  # type: ignore[no-any-return]  # what `work` returned
+
+    def _decide(self, works: list[Work]) -> list[Any]:
+        try:
+            with writing(self.engine) as conn:
+                outcomes = [work(conn) for work in works]
+        except Exception as exc:
+            if len(works) == 1 or (
+                isinstance(exc, _WHOLE_DATABASE)
+                and getattr(getattr(exc, "orig", None), "sqlstate", None) not in _CONFLICT_SQLSTATES
+            ):
+                raise
+            return [self._alone(work) for work in works]
+        self._observe(len(works))
+        return outcomes
+
+    def _alone(self, work: Work) -> Any:
+        try:
+            with writing(self.engine) as conn:
+                return work(conn)
+        except Exception as exc:
+            return exc
+        finally:
+            self._observe(1)
+
+
+# Engines whose writes go through a WriteBatcher (see group_commit()), by id(engine) as _write_locks.
+_batchers: dict[int, WriteBatcher] = {}
+
+
+def group_commit(engine: Engine, max_batch: int, observe: Callable[[int], None] = lambda n: None) -> None:
+    """Make this process's `written(engine, ...)` calls share transactions, up to `max_batch` in one."""
+    _batchers[id(engine)] = WriteBatcher(engine, max_batch, observe)
+    weakref.finalize(engine, _batchers.pop, id(engine), None)
+
+
+def write_batcher(engine: Engine) -> WriteBatcher | None:
+    return _batchers.get(id(engine))
+
+
+def written(engine: Engine, work: Callable[[Connection], T]) -> T:
+    """`work` run in a write transaction: its own, or a batch's when the engine has group commit."""
+    batcher = _batchers.get(id(engine))
+    if batcher is not None:
+        return batcher.run(work)
+    with writing(engine) as conn:
+        return work(conn)
 
 
 def skip_locked(conn: Connection, query: sa.Select[Any]) -> sa.Select[Any]:

@@ -1,0 +1,95 @@
+"""Group commit: the asks that arrive while one transaction runs share the next one.
+
+Each transaction that writes holds its locks (SQLite: the one writer; PostgreSQL: the rows it changed)
+until its commit is durable, so a database takes only so many transactions a second however little each
+does. Here a request thread queues its ask and waits. One thread at a time leads: it takes up to
+`max_batch` queued asks (its own first), has `decide` run them as one transaction, hands each its
+outcome, then passes the lead to the thread at the head of the queue. No timer: a batch is whatever
+queued while the previous one ran, so a lone ask runs at once, alone.
+
+This is only an efficiency of one process. Correctness comes from the database (conditional updates,
+constraints), as for a single transaction, so it holds across workers and replicas, each with its own
+batcher. Each ask is answered on its own, in its own thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+Ask = TypeVar("Ask")
+Outcome = TypeVar("Outcome")
+
+
+@dataclass
+class _Waiting(Generic[Ask, Outcome]):
+    ask: Ask
+    woken: threading.Event = field(default_factory=threading.Event)
+    done: bool = False  # False when woken: lead the next batch
+    outcome: Outcome | Exception | None = None
+
+
+class GroupCommit(Generic[Ask, Outcome]):
+    """Asks of this process, in batches of at most `max_batch` per call of `decide` (1: each alone, no queue).
+
+    `decide` runs a batch and gives one outcome per ask, in order (an exception as an outcome refuses that
+    ask alone). An exception raised by `decide` refuses every ask of the batch with it.
+    """
+
+    def __init__(self, decide: Callable[[list[Ask]], list[Outcome | Exception]], max_batch: int) -> None:
+        self._decide = decide
+        self.max_batch = max_batch
+        self._lock = threading.Lock()
+        self._queue: list[_Waiting[Ask, Outcome]] = []
+        self._leading = False
+        self._in_flight = 0
+
+    @property
+    def pending(self) -> int:
+        """Asks submitted and not yet decided: queued, or in the batch that runs now."""
+        with self._lock:
+            return len(self._queue) + self._in_flight
+
+    def submit(self, ask: Ask) -> Outcome | Exception:
+        """The ask's outcome, once the transaction that decided it has ended."""
+        if self.max_batch <= 1:
+            return self._run([ask])[0]
+        me: _Waiting[Ask, Outcome] = _Waiting(ask)
+        with self._lock:
+            self._queue.append(me)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            me.woken.wait()
+        if not me.done:  # leading: at the head of the queue, so in the batch it takes
+            self._lead()
+        assert me.done
+        return me.outcome  # type: ignore[return-value]  # set with done
+
+    def _run(self, asks: list[Ask]) -> list[Outcome | Exception]:
+        try:
+            return self._decide(asks)
+        except Exception as exc:  # nothing committed: every ask of the batch is refused with it
+            return [exc] * len(asks)
+
+    def _lead(self) -> None:
+        with self._lock:
+            batch = self._queue[: self.max_batch]
+            del self._queue[: self.max_batch]
+            self._in_flight = len(batch)
+        outcomes: list[Outcome | Exception] = [RuntimeError("the batch was interrupted")] * len(batch)
+        try:
+            outcomes = self._run([w.ask for w in batch])
+        finally:
+            for waiting, outcome in zip(batch, outcomes, strict=True):
+                waiting.outcome = outcome
+                waiting.done = True
+                waiting.woken.set()
+            with self._lock:
+                self._in_flight = 0
+                if self._queue:
+                    self._queue[0].woken.set()  # not done: it leads the next batch
+                else:
+                    self._leading = False

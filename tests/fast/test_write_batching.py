@@ -1,0 +1,102 @@
+"""Group commit of the order service's writes (service_common.storage.WriteBatcher), in-process on both
+engines: concurrent orders share write transactions, each is answered on its own, and a write that fails
+in a batch fails alone."""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Connection
+
+from service_common.storage import WriteBatcher, write_batcher, written
+from tests.inprocess import Services, Templates, services
+
+CLIENTS = 16
+
+
+@pytest.fixture
+def apps(templates: Templates, tmp_path: Path) -> Any:
+    # A pool as large as the clients: requests' reads must not wait on the batch's connection.
+    with services(templates, tmp_path, {"db_pool_size": CLIENTS + 2}) as s:
+        yield s
+
+
+def _writes_per_transaction(apps: Services) -> tuple[float, float]:
+    """(transactions, writes) so far, from GET /metrics."""
+    text = apps.order.test_client().get("/metrics").get_data(as_text=True)
+
+    def value(name: str) -> float:
+        found = re.search(rf"^order_writes_per_transaction_{name} (\S+)$", text, re.M)
+        return float(found.group(1)) if found else 0.0
+
+    return value("count"), value("sum")
+
+
+def _while_the_writer_is_held(apps: Services, requests: list[Callable[[], Any]]) -> list[Any]:
+    """Run `requests` in threads while a write transaction of the batcher is held open, until all of them
+    queue behind it (so the next transaction takes them together); then let it go."""
+    engine = apps.order_engine
+    batcher = write_batcher(engine)
+    assert isinstance(batcher, WriteBatcher)
+    held, let_go = threading.Event(), threading.Event()
+
+    def hold(conn: Connection) -> None:
+        held.set()
+        let_go.wait(timeout=60)
+
+    with ThreadPoolExecutor(len(requests) + 1) as pool:
+        holder = pool.submit(written, engine, hold)
+        assert held.wait(timeout=60)
+        answers: list[Future[Any]] = [pool.submit(r) for r in requests]
+        deadline = time.monotonic() + 60  # a bound on a broken batcher, not a timing assertion
+        while batcher.pending < len(requests) + 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert batcher.pending == len(requests) + 1
+        let_go.set()
+        holder.result(timeout=60)
+        return [a.result(timeout=120) for a in answers]
+
+
+def test_concurrent_orders_share_write_transactions_each_answered_on_its_own(apps: Services) -> None:
+    product = apps.new_product(1000)
+    before = _writes_per_transaction(apps)
+    answers = _while_the_writer_is_held(
+        apps, [functools.partial(apps.place, product, 1, f"c{n}") for n in range(CLIENTS)]
+    )
+
+    assert [a.status_code for a in answers] == [201] * CLIENTS
+    assert sorted(a.json["customer_id"] for a in answers) == sorted(f"c{n}" for n in range(CLIENTS))
+    assert len({a.json["order_id"] for a in answers}) == CLIENTS
+    for a in answers:
+        assert apps.order_json(a.json["order_id"])["status"] == "confirmed"
+    assert apps.stock(product) == (1000 - CLIENTS, CLIENTS)
+    transactions, writes = (after - b for after, b in zip(_writes_per_transaction(apps), before, strict=True))
+    # The hold, each order's pending and confirmed writes; fewer transactions: the pending ones shared one.
+    assert writes == 1 + 2 * CLIENTS
+    assert transactions <= writes - CLIENTS + 1
+    assert apps.audit().json["consistent"] is True
+
+
+def test_a_write_that_fails_in_a_batch_fails_alone(apps: Services) -> None:
+    """Two requests with one Idempotency-Key in one batch: the second's insert breaks the key's unique
+    constraint, so the batch is run again one write at a time; the others are placed, the second replays."""
+    product = apps.new_product(100)
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    requests: list[Callable[[], Any]] = [lambda: apps.place(product, 2, "twin", headers=key)] * 2
+    requests += [functools.partial(apps.place, product, 1, f"c{n}") for n in range(4)]
+    answers = _while_the_writer_is_held(apps, requests)
+
+    assert [a.status_code for a in answers] == [201] * 6
+    assert answers[0].json == answers[1].json  # one order, answered twice
+    assert len({a.json["order_id"] for a in answers}) == 5
+    assert apps.stock(product) == (100 - 2 - 4, 6)
+    assert apps.audit().json["consistent"] is True
