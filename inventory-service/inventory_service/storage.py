@@ -36,6 +36,7 @@ from inventory_service.domain import (
 )
 from service_common.storage import (
     DriverQuery,
+    DriverStatement,
     UTCDateTime,
     big_id,
     insert_ignoring_conflict,
@@ -125,20 +126,23 @@ reservation_lines = sa.Table(
 )
 
 
-# The reserve path's statements, built once (bound per call).
+# The reserve path's statements, built once (bound per call), run on the driver's cursor of the
+# transaction's connection (DriverStatement).
 _HELD = ReservationStatus.HELD
-_PRICES = sa.select(products.c.product_id, products.c.price).where(
-    products.c.product_id.in_(sa.bindparam("ids", expanding=True))
+_PRICES = DriverStatement(
+    sa.select(products.c.product_id, products.c.price).where(
+        products.c.product_id.in_(sa.bindparam("ids", expanding=True))
+    )
 )
 # FOR NO KEY UPDATE: the lock an UPDATE of these columns takes; it does not block the key-share lock that a
 # reservation row's foreign key takes on its product.
-_LOCK = (
+_LOCK = DriverStatement(
     sa.select(products.c.product_id, products.c.available_quantity, products.c.price)
     .where(products.c.product_id.in_(sa.bindparam("ids", expanding=True)))
     .order_by(products.c.product_id)
     .with_for_update(key_share=True)
 )
-_TAKE = (
+_TAKE = DriverStatement(
     products.update()
     .where(products.c.product_id == sa.bindparam("pid"), products.c.available_quantity >= sa.bindparam("q"))
     .values(
@@ -148,18 +152,24 @@ _TAKE = (
     )
     .returning(products.c.product_id)
 )
-_DROP_KEYS = reservations.delete().where(reservations.c.order_id.in_(sa.bindparam("ids", expanding=True)))
-_REPRICE = (
+_DROP_KEYS = DriverStatement(
+    reservations.delete().where(reservations.c.order_id.in_(sa.bindparam("ids", expanding=True)))
+)
+_REPRICE = DriverStatement(
     reservations.update().where(reservations.c.order_id == sa.bindparam("oid")).values(unit_price=sa.bindparam("price"))
 )
-_KEYS: dict[str, Any] = {}
+_INSERT_LEDGER = DriverStatement(stock_ledger.insert())
+_INSERT_LINES = DriverStatement(reservation_lines.insert())
+_KEYS: dict[str, DriverStatement] = {}
 
 
-def _insert_keys(conn: Connection) -> Any:
+def _insert_keys(conn: Connection) -> DriverStatement:
     """INSERT … ON CONFLICT (order_id) DO NOTHING RETURNING order_id, built once per dialect."""
     name = conn.dialect.name
     if name not in _KEYS:
-        _KEYS[name] = insert_ignoring_conflict(conn, reservations, ["order_id"]).returning(reservations.c.order_id)
+        _KEYS[name] = DriverStatement(
+            insert_ignoring_conflict(conn, reservations, ["order_id"]).returning(reservations.c.order_id)
+        )
     return _KEYS[name]
 
 
@@ -289,7 +299,7 @@ def _ledger_row(
 
 
 def _ledger(conn: Connection, product_id: str, kind: str, available: int, reserved: int, order_id: str | None) -> None:
-    conn.execute(stock_ledger.insert(), _ledger_row(product_id, kind, available, reserved, order_id, utcnow()))
+    _INSERT_LEDGER.run(conn, _ledger_row(product_id, kind, available, reserved, order_id, utcnow()))
 
 
 def reserve(engine: Engine, order_id: str, lines: Sequence[Line]) -> Reserved:
@@ -335,7 +345,7 @@ def reserve_many(engine: Engine, asks: Sequence[tuple[str, Sequence[Line]]]) -> 
     with writing(engine) as conn:
         touched = sorted({line.product_id for _, lines in asks for line in lines})
         # Products are never deleted: one unknown now is unknown for good (and the key's row names it).
-        prices = {r.product_id: r.price for r in conn.execute(_PRICES, {"ids": touched})}
+        prices = {r.product_id: r.price for r in _PRICES.rows(conn, {"ids": touched})}
         candidates: list[int] = []
         seen: set[str] = set()
         for i, (order_id, lines) in enumerate(asks):
@@ -349,7 +359,7 @@ def reserve_many(engine: Engine, asks: Sequence[tuple[str, Sequence[Line]]]) -> 
                 candidates.append(i)
         if candidates:
             keys = sorted(candidates, key=lambda i: asks[i][0])
-            new = set(conn.execute(_insert_keys(conn), [_key_row(asks[i], prices, now) for i in keys]).scalars())
+            new = {r.order_id for r in _insert_keys(conn).rows(conn, [_key_row(asks[i], prices, now) for i in keys])}
             won = [i for i in candidates if asks[i][0] in new]
             for i in candidates:
                 if asks[i][0] not in new:
@@ -369,7 +379,7 @@ def _hold(
 ) -> None:
     """The second half of reserve_many: the products locked, each new reserve held or refused."""
     products_of = sorted({line.product_id for i in won for line in asks[i][1]})
-    locked = {r.product_id: r for r in conn.execute(_LOCK, {"ids": products_of})}
+    locked = {r.product_id: r for r in _LOCK.rows(conn, {"ids": products_of})}
     left = {p: r.available_quantity for p, r in locked.items()}
     taken = dict.fromkeys(products_of, 0)
     held: list[int] = []
@@ -385,12 +395,12 @@ def _hold(
             short.append(order_id)
             outcomes[i] = _Short()
     if short:  # keys inserted above, in this transaction: removing them leaves no trace
-        conn.execute(_DROP_KEYS, {"ids": short})
+        _DROP_KEYS.run(conn, {"ids": short})
     if not held:
         return
     for product_id in products_of:
         if taken[product_id]:
-            row = conn.execute(_TAKE, {"pid": product_id, "q": taken[product_id], "now": now}).first()
+            row = _TAKE.first(conn, {"pid": product_id, "q": taken[product_id], "now": now})
             if row is None:  # the lock above makes this impossible; if it happens, nothing is held
                 raise StockMoved(product_id)
     ledger: list[dict[str, Any]] = []
@@ -407,10 +417,10 @@ def _hold(
             repriced.append({"oid": order_id, "price": first.unit_price})
         reservation = Reservation(order_id, first.product_id, first.quantity, first.unit_price, _HELD, now, now, kept)
         outcomes[i] = Reserved(reservation, created=True)
-    conn.execute(stock_ledger.insert(), ledger)
-    conn.execute(reservation_lines.insert(), line_rows)
+    _INSERT_LEDGER.run(conn, ledger)
+    _INSERT_LINES.run(conn, line_rows)
     if repriced:
-        conn.execute(_REPRICE, repriced)
+        _REPRICE.run(conn, repriced)
 
 
 def settle(engine: Engine, order_id: str, lines: Sequence[Line], outcome: Outcome) -> Reserved:

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection, Engine
 from order_service.domain import LISTED, UNFINISHED, Line, Order, OrderLine, OrderStatus, OrderSummary
 from service_common.storage import (
     DriverQuery,
+    DriverStatement,
     UTCDateTime,
     big_id,
     lines_of,
@@ -119,7 +120,7 @@ Describe = Callable[[Order], bytes]
 _PG_TX = sa.text("pg_current_xact_id()::text::bigint")
 
 
-def _move_order(status: OrderStatus) -> sa.Update:
+def _move_order(status: OrderStatus) -> DriverStatement:
     """The conditional move into `status`, counting one more event on the order row when it raises one."""
     return _MOVE_ORDER_WITH_EVENT if status in EVENT_TYPES else _MOVE_ORDER
 
@@ -131,8 +132,8 @@ def _record_event(conn: Connection, order: Order, describe: Describe | None) -> 
         return
     if describe is None:
         raise ValueError(f"moving an order to {order.status} raises an event: describe it")
-    conn.execute(
-        _INSERT_EVENT[conn.dialect.name],
+    _INSERT_EVENT[conn.dialect.name].run(
+        conn,
         {
             "order_id": order.id,
             "sequence": order.event_sequence,
@@ -160,7 +161,8 @@ _ORDER_BY_KEY = DriverQuery(
 _LINES_OF_ORDER = DriverQuery(
     sa.select(order_lines).where(order_lines.c.order_id == sa.bindparam("b_order")).order_by(order_lines.c.line_no)
 )
-_EXPIRE_KEY = (
+# The writes of the order path, on the driver's cursor of the transaction's connection (DriverStatement).
+_EXPIRE_KEY = DriverStatement(
     orders.update()
     .where(
         orders.c.idempotency_scope == sa.bindparam("b_scope"),
@@ -169,21 +171,22 @@ _EXPIRE_KEY = (
     )
     .values(idempotency_scope=None, idempotency_key=None)
 )
-_INSERT_ORDER = orders.insert().returning(*orders.c)
-_INSERT_LINES = order_lines.insert()
+_INSERT_ORDER = DriverStatement(orders.insert().returning(*orders.c))
+_INSERT_LINES = DriverStatement(order_lines.insert())
 # An order moves on only from the state it is expected to be in (the saga's conditional step); a move into
 # a state that raises an event also counts it on the order row.
-_MOVE_ORDER = (
+_MOVE = (
     orders.update()
     .where(orders.c.id == sa.bindparam("b_id"), orders.c.status == sa.bindparam("b_expected"))
     .returning(*orders.c)
 )
-_MOVE_ORDER_WITH_EVENT = _MOVE_ORDER.values(event_sequence=orders.c.event_sequence + 1)
+_MOVE_ORDER = DriverStatement(_MOVE)
+_MOVE_ORDER_WITH_EVENT = DriverStatement(_MOVE.values(event_sequence=orders.c.event_sequence + 1))
 _INSERT_EVENT = {
-    "postgresql": order_events.insert().values(tx=_PG_TX),
-    "sqlite": order_events.insert(),  # tx: null
+    "postgresql": DriverStatement(order_events.insert().values(tx=_PG_TX)),
+    "sqlite": DriverStatement(order_events.insert()),  # tx: null
 }
-_PRICE_LINE = (
+_PRICE_LINE = DriverStatement(
     order_lines.update()
     .where(order_lines.c.order_id == sa.bindparam("b_order"), order_lines.c.product_id == sa.bindparam("b_product"))
     .values(unit_price=sa.bindparam("b_price", type_=order_lines.c.unit_price.type))
@@ -291,10 +294,10 @@ def create_pending(
 
     def work(conn: Connection) -> Order:
         if key is not None:
-            conn.execute(_EXPIRE_KEY, {"b_scope": key[0], "b_key": key[1], "b_now": now})
-        row = conn.execute(_INSERT_ORDER, values).one()
-        conn.execute(
-            _INSERT_LINES,
+            _EXPIRE_KEY.run(conn, {"b_scope": key[0], "b_key": key[1], "b_now": now})
+        row = _INSERT_ORDER.one(conn, values)
+        _INSERT_LINES.run(
+            conn,
             [
                 {"order_id": row.id, "line_no": n, "product_id": line.product_id, "quantity": line.quantity}
                 for n, line in enumerate(lines)
@@ -322,7 +325,7 @@ def transition(
     params.update(claimed_until=None, **values)
 
     def work(conn: Connection) -> Order | None:
-        order = _order(conn, conn.execute(_move_order(new), params).first())
+        order = _order(conn, _move_order(new).first(conn, params))
         if order is not None:
             _record_event(conn, order, describe)
         return order
@@ -349,12 +352,12 @@ def confirm(
     }
 
     def work(conn: Connection) -> Order | None:
-        row = conn.execute(_move_order(OrderStatus.CONFIRMED), params).first()
+        row = _move_order(OrderStatus.CONFIRMED).first(conn, params)
         if row is None:
             return None
         # An order written before carts has no line rows: none updated.
-        conn.execute(
-            _PRICE_LINE,
+        _PRICE_LINE.run(
+            conn,
             [
                 {"b_order": order.id, "b_product": line.product_id, "b_price": prices[line.product_id]}
                 for line in order.lines

@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import dml as postgresql_dml
 from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from service_common.batching import GroupCommit
 
@@ -345,31 +346,67 @@ def snapshot(engine: Engine) -> Iterator[Connection]:
             yield conn
 
 
-class DriverQuery:
+class _DriverForm:
+    """What DriverQuery and DriverStatement share: SQLAlchemy does what it is good at, once. It compiles the
+    statement for each dialect and set of parameter names (the SQL text, the order of its parameters, which
+    columns an INSERT or UPDATE writes), and the columns' own result processors (Numeric to Decimal on SQLite,
+    UTCDateTime, …) turn each row the driver gives into what `Connection.execute` would have given, keyed by
+    the driver's type codes of the first result.
+    """
+
+    def __init__(self, statement: sa.Select[Any] | sa.Insert | sa.Update | sa.Delete) -> None:
+        self._statement = statement
+        # A SELECT's columns, or what an INSERT / UPDATE / DELETE returns (none without RETURNING).
+        self._columns = list(statement.exported_columns)
+        self._row = sa.engine.result_tuple([column.name for column in self._columns])
+        self._forms: dict[tuple[str, tuple[str, ...], bool], SQLCompiler] = {}
+        self._processors: dict[tuple[str, tuple[Any, ...]], list[Any]] = {}
+
+    def _compile(self, dialect: sa.Dialect, keys: tuple[str, ...] = (), many: bool = False) -> SQLCompiler:
+        # As Connection.execute compiles it: the parameters' names (sorted) say which columns are written.
+        compiled = self._statement.compile(dialect=dialect, column_keys=sorted(keys), for_executemany=many)
+        assert isinstance(compiled, SQLCompiler)
+        self._forms[(dialect.name, keys, many)] = compiled
+        return compiled
+
+    def _make_rows(self, dialect: sa.Dialect, raw: Sequence[Any], types: tuple[Any, ...]) -> list[sa.Row[Any]]:
+        processors = self._processors.get((dialect.name, types)) or self._result_processors(dialect, types)
+        make = self._row
+        return [
+            make([value if p is None or value is None else p(value) for p, value in zip(processors, row, strict=True)])
+            for row in raw
+        ]
+
+    def _result_processors(self, dialect: sa.Dialect, types: tuple[Any, ...]) -> list[Any]:
+        found = [
+            column.type._cached_result_processor(dialect, code)
+            for column, code in zip(self._columns, types, strict=True)
+        ]
+        self._processors[(dialect.name, types)] = found
+        return found
+
+
+class DriverQuery(_DriverForm):
     """A hot SELECT run on the database driver's own cursor, past SQLAlchemy's per-call machinery.
 
     A read of one product took 108 µs of CPU through `Connection.execute` and 12 µs on the driver's cursor
-    of a pooled connection (SQLite). SQLAlchemy still does what it is good at, once: it compiles the
-    statement for each dialect (the SQL text and the order of its parameters), and the columns' own result
-    processors (Numeric to Decimal on SQLite, UTCDateTime, …) turn each row into what `Connection.execute`
-    would have given, keyed by the driver's type codes of the first result. Parameters go to the driver
-    as they are, so they must be plain values that need no conversion (ids, strings, integers).
+    of a pooled connection (SQLite); the statement is compiled and its rows converted as _DriverForm says.
+    Parameters go to the driver as they are, so they must be plain values that need no conversion (ids,
+    strings, integers); DriverStatement converts them, for a little more CPU.
 
     Reads only, in autocommit (as reading()): on PostgreSQL the connection is switched to autocommit for
     the call and back, so a read is one round trip.
     """
 
     def __init__(self, statement: sa.Select[Any]) -> None:
-        self._statement = statement
-        self._row = sa.engine.result_tuple([column.name for column in statement.selected_columns])
-        self._forms: dict[str, tuple[str, list[str] | None]] = {}
-        self._processors: dict[tuple[str, tuple[Any, ...]], list[Any]] = {}
+        super().__init__(statement)
 
     def rows(self, engine: Engine, params: dict[str, Any]) -> list[sa.Row[Any]]:
         """Every row, as `Connection.execute(statement, params).all()` would give them."""
         dialect = engine.dialect
-        sql, order = self._forms.get(dialect.name) or self._compile(dialect)
-        values: Any = tuple(params[name] for name in order) if order is not None else params
+        compiled = self._forms.get((dialect.name, (), False)) or self._compile(dialect)
+        sql = compiled.string
+        values: Any = tuple(params[name] for name in compiled.positiontup or ()) if compiled.positional else params
         try:
             pooled = engine.raw_connection()
         except dialect.loaded_dbapi.Error as exc:
@@ -387,7 +424,7 @@ class DriverQuery:
                 try:
                     cursor.execute(sql, values)
                     raw = cursor.fetchall()
-                    types = tuple(d[1] for d in cursor.description or ())
+                    types = _type_codes(cursor)
                 finally:
                     cursor.close()
             finally:
@@ -404,30 +441,126 @@ class DriverQuery:
             raise
         finally:
             pooled.close()
-        processors = self._processors.get((dialect.name, types)) or self._result_processors(dialect, types)
-        make = self._row
-        return [
-            make([value if p is None or value is None else p(value) for p, value in zip(processors, row, strict=True)])
-            for row in raw
-        ]
+        return self._make_rows(dialect, raw, types)
 
     def first(self, engine: Engine, params: dict[str, Any]) -> sa.Row[Any] | None:
         found = self.rows(engine, params)
         return found[0] if found else None
 
-    def _compile(self, dialect: sa.Dialect) -> tuple[str, list[str] | None]:
-        compiled = self._statement.compile(dialect=dialect)
-        form = (compiled.string, list(compiled.positiontup or ()) if compiled.positional else None)
-        self._forms[dialect.name] = form
-        return form
 
-    def _result_processors(self, dialect: sa.Dialect, types: tuple[Any, ...]) -> list[Any]:
-        columns = list(self._statement.selected_columns)
-        found = [
-            column.type._cached_result_processor(dialect, code) for column, code in zip(columns, types, strict=True)
-        ]
-        self._processors[(dialect.name, types)] = found
-        return found
+# One set of parameters (execute), or several (executemany).
+Params = Mapping[str, Any] | Sequence[Mapping[str, Any]]
+
+
+class DriverStatement(_DriverForm):
+    """A hot statement of a write transaction (INSERT, UPDATE, DELETE with or without RETURNING, or a
+    SELECT … FOR UPDATE) run on the driver's cursor of the caller's Connection, so it commits or rolls back
+    with that transaction: ~80 µs of `Connection.execute` machinery per statement become ~15 µs.
+
+    Compiled and its rows converted as _DriverForm says. Its parameters go through what
+    `Connection.execute` does to them, with SQLAlchemy's own pieces (construct_params: the statement's own
+    literal values, a missing parameter refused; expanding IN lists; each column's bind processor: UTC
+    times as SQLite's naive strings, Decimal, …), so what is stored is what `Connection.execute` stores.
+    Errors go through the Connection's own handler: IntegrityError, OperationalError (503), a lost
+    connection invalidated with the pool's older ones, as for any statement. A list of parameter sets is
+    an executemany; an empty one does nothing.
+    """
+
+    def rows(self, conn: Connection, params: Params) -> list[sa.Row[Any]]:
+        """Every row the statement gives (its RETURNING, or a SELECT's), as `Connection.execute` would."""
+        return self._execute(conn, params, fetch=True)[0]
+
+    def first(self, conn: Connection, params: Params) -> sa.Row[Any] | None:
+        found = self._execute(conn, params, fetch=True)[0]
+        return found[0] if found else None
+
+    def one(self, conn: Connection, params: Params) -> sa.Row[Any]:
+        """Exactly one row (an INSERT … RETURNING's), as `Result.one()`."""
+        found = self._execute(conn, params, fetch=True)[0]
+        if len(found) != 1:
+            if found:
+                raise sa.exc.MultipleResultsFound("Multiple rows were found when exactly one was required")
+            raise sa.exc.NoResultFound("No row was found when one was required")
+        return found[0]
+
+    def run(self, conn: Connection, params: Params) -> int:
+        """Run it for its effect; the number of rows it matched (the driver's rowcount)."""
+        return self._execute(conn, params, fetch=False)[1]
+
+    def _execute(self, conn: Connection, params: Params, *, fetch: bool) -> tuple[list[sa.Row[Any]], int]:
+        batch: Sequence[Mapping[str, Any]] = [params] if isinstance(params, Mapping) else params
+        if not batch:
+            return [], 0
+        dialect = conn.dialect
+        keys, many = tuple(batch[0]), len(batch) > 1
+        compiled = self._forms.get((dialect.name, keys, many)) or self._compile(dialect, keys, many)
+        if not conn.in_transaction():
+            conn.begin()  # as Connection.execute begins one (SQLite: BEGIN IMMEDIATE); the caller commits
+        pooled = conn.connection  # refuses, as execute does, a connection lost inside its transaction
+        sql: str = compiled.string
+        values: list[Any] = list(batch)
+        try:
+            sql, values = _driver_parameters(compiled, dialect, batch)
+            cursor: Any = pooled.cursor()
+        except Exception as exc:
+            # A bind processor's refusal (a naive datetime) is a StatementError, as from execute.
+            conn._handle_dbapi_exception(exc, sql, values, None, None)
+        try:
+            raw: list[Any] = []
+            if not many:
+                cursor.execute(sql, values[0])
+                raw = cursor.fetchall() if fetch else raw
+            elif not fetch:
+                cursor.executemany(sql, values)
+            elif dialect.driver == "psycopg":  # one pipeline, a result per parameter set
+                cursor.executemany(sql, values, returning=True)
+                raw = cursor.fetchall()
+                while cursor.nextset():
+                    raw += cursor.fetchall()
+            else:  # sqlite3 runs no executemany that returns rows: one call each, in process
+                for one in values:
+                    cursor.execute(sql, one)
+                    raw += cursor.fetchall()
+            types = _type_codes(cursor) if fetch else ()
+            count: int = cursor.rowcount
+        except Exception as exc:
+            conn._handle_dbapi_exception(exc, sql, values if many else values[0], cursor, None)
+        finally:
+            cursor.close()
+        return (self._make_rows(dialect, raw, types) if fetch and raw else []), count
+
+
+def _type_codes(cursor: Any) -> tuple[Any, ...]:
+    """The driver's type code of each column of the current result. psycopg's `cursor.description` builds
+    a Column object per column (an order row's 19: ~15 µs); the result's own type oids are the same codes."""
+    result = getattr(cursor, "pgresult", None)
+    if result is not None:
+        return tuple(result.ftype(i) for i in range(result.nfields))
+    return tuple(d[1] for d in cursor.description or ())
+
+
+def _driver_parameters(
+    compiled: SQLCompiler, dialect: sa.Dialect, batch: Sequence[Mapping[str, Any]]
+) -> tuple[str, list[Any]]:
+    """The SQL and each set of parameters as the driver is given them by `Connection.execute`: what
+    sqlalchemy.engine.default.DefaultExecutionContext._init_compiled does, in the same steps."""
+    sets = [compiled.construct_params(p, escape_names=False, _group_number=n) for n, p in enumerate(batch)]
+    sql = compiled.string
+    processors: Mapping[str, Any] = compiled._bind_processors
+    order: Sequence[str] | None = compiled.positiontup if compiled.positional else None
+    if compiled.literal_execute_params or compiled.post_compile_params:  # an expanding IN list
+        if len(sets) > 1:
+            raise sa.exc.InvalidRequestError(
+                "'literal_execute' or 'expanding' parameters can't be used with executemany()"
+            )
+        expanded = compiled._process_parameters_for_postcompile(sets[0])
+        sql, order = expanded.statement, expanded.positiontup
+        processors = {**processors, **expanded.processors}
+    if order is not None:
+        make = dialect.execute_sequence_format
+        return sql, [make([processors[k](p[k]) if k in processors else p[k] for k in order]) for p in sets]
+    escaped = compiled.escaped_bind_names
+    return sql, [{escaped.get(k, k): processors[k](v) if k in processors else v for k, v in p.items()} for p in sets]
 
 
 # --- migrations -------------------------------------------------------------------------------------------
@@ -497,7 +630,7 @@ def lines_of(conn: Connection, table: sa.Table, owners: Sequence[Any]) -> dict[A
     chunks of 500 owners, so a long list never makes one huge IN clause."""
     found: dict[Any, list[sa.Row[Any]]] = {}
     if len(owners) == 1:  # one order's lines, on the hot path: a statement built once per table
-        for line in conn.execute(_lines_of_one(table), {"b_owner": owners[0]}):
+        for line in _lines_of_one(table).rows(conn, {"b_owner": owners[0]}):
             found.setdefault(line.order_id, []).append(line)
         return found
     for chunk in range(0, len(owners), 500):
@@ -512,8 +645,10 @@ def lines_of(conn: Connection, table: sa.Table, owners: Sequence[Any]) -> dict[A
 
 
 @functools.cache
-def _lines_of_one(table: sa.Table) -> sa.Select[Any]:
-    return sa.select(table).where(table.c.order_id == sa.bindparam("b_owner")).order_by(table.c.line_no)
+def _lines_of_one(table: sa.Table) -> DriverStatement:
+    return DriverStatement(
+        sa.select(table).where(table.c.order_id == sa.bindparam("b_owner")).order_by(table.c.line_no)
+    )
 
 
 def schema_checks(engine: Engine, migrations_dir: Path) -> Any:
