@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from service_common.storage import WriteBatcher, write_batcher, written
+from service_common.storage import WriteBatcher, create_db_engine, reading, write_batcher, writing, written
 from tests.inprocess import Services, Templates, services
 
 CLIENTS = 16
@@ -100,3 +101,22 @@ def test_a_write_that_fails_in_a_batch_fails_alone(apps: Services) -> None:
     assert len({a.json["order_id"] for a in answers}) == 5
     assert apps.stock(product) == (100 - 2 - 4, 6)
     assert apps.audit().json["consistent"] is True
+
+
+def test_sqlite_writers_of_another_process_wait_at_the_gate_then_write(tmp_path: Path) -> None:
+    """Two engines on one SQLite file stand for two server processes (each opens the gate's file itself):
+    while one writes, the other waits at the gate (not in SQLite's busy handler) and writes once it is free."""
+    url = f"sqlite:///{tmp_path / 'gate.db'}"
+    first, second = (create_db_engine(url, sqlite_busy_timeout_ms=300) for _ in range(2))
+    with writing(first) as conn:
+        conn.execute(sa.text("CREATE TABLE t (n INTEGER)"))
+    with writing(first) as conn:
+        conn.execute(sa.text("INSERT INTO t VALUES (1)"))
+        with pytest.raises(sa.exc.TimeoutError, match="another process"), writing(second):
+            pass
+    with writing(second) as conn:
+        conn.execute(sa.text("INSERT INTO t VALUES (2)"))
+    with reading(first) as conn:
+        assert conn.execute(sa.text("SELECT n FROM t ORDER BY n")).scalars().all() == [1, 2]
+    first.dispose()
+    second.dispose()
