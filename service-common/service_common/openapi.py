@@ -4,6 +4,7 @@ lists exactly the statuses each operation declares."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from flask_openapi3 import OpenAPI
@@ -126,6 +127,20 @@ class ServiceOpenAPI(OpenAPI):
     """flask-openapi3 adds a 422 to every operation that does not declare one; ours declare exactly the
     statuses they can answer, so that blanket 422 is taken out again. Docstrings stay Markdown. Limits
     that come from settings (service_common.limits.AtMost) are written into the document as configured."""
+
+    # Functions Flask was told are plain `def`s (views and hooks): see ensure_sync.
+    _sync_functions: frozenset[Callable[..., Any]] = frozenset()
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        # Flask asks inspect whether each hook and the view is a coroutine function, 8 times a request, and
+        # the answer never changes: a function found plain once is returned as it is. (A set of at most a few
+        # hundred functions: views and hooks, not bound methods made per call.)
+        if func in self._sync_functions:
+            return func
+        found = super().ensure_sync(func)
+        if found is func and len(self._sync_functions) < 512:
+            self._sync_functions = self._sync_functions | {func}
+        return found
 
     def generate_spec_json(self) -> None:
         OpenAPI.generate_spec_json(self)
