@@ -10,7 +10,7 @@ import hmac
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from flask import Flask, current_app, request
+from flask import Flask, request
 
 from service_common.errors import ApiError
 
@@ -52,12 +52,12 @@ def require_token(*kinds: str) -> Callable[[F], F]:
     return decorator
 
 
-def _enforce_tokens() -> None:
-    view = current_app.view_functions.get(request.endpoint or "")
+def _enforce_tokens(app: Flask) -> None:
+    view = app.view_functions.get(request.endpoint or "")
     kinds = getattr(view, "__required_tokens__", None)
     if not kinds:
         return
-    tokens: dict[str, tuple[str | None, ...]] = current_app.config["TOKENS"]
+    tokens: dict[str, tuple[str | None, ...]] = app.config["TOKENS"]
     accepted = [t for kind in kinds for t in tokens.get(kind, ())]
     if not token_matches(bearer_token(), accepted):
         raise ApiError(
@@ -69,4 +69,5 @@ def _enforce_tokens() -> None:
 
 
 def register_auth(app: Flask) -> None:
-    app.before_request(_enforce_tokens)
+    # The app itself, not Flask's current_app proxy: one look-up less on every request.
+    app.before_request(lambda: _enforce_tokens(app))

@@ -1,4 +1,8 @@
-"""Structured JSON logs on stdout: one line per request, with its request id."""
+"""Structured JSON logs on stdout: one line per request, with its request id.
+
+Each request's id and start time are taken when Flask makes the request object (ServiceRequest, the
+app's request_class), not in a before-request hook: no hook to run and no `g` to look up, and every
+later step (hooks, error handlers, the inventory client, log lines) finds them on the request."""
 
 from __future__ import annotations
 
@@ -9,12 +13,27 @@ import time
 from typing import Any
 
 import orjson
-from flask import Flask, Response, g, has_request_context, request
+from flask import Flask, Request, Response, g, has_request_context, request
 
 from service_common.front import RUN_AGAIN_HEADER
 
 REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_KEY = "HTTP_X_REQUEST_ID"  # the header's WSGI environ key, as werkzeug's EnvironHeaders reads it
 _MAX_REQUEST_ID = 128
+
+
+class ServiceRequest(Request):
+    """A Flask request with its id (the caller's X-Request-ID when it is one, else a new one) and its
+    start time (time.perf_counter(): the access log's duration and the latency metric)."""
+
+    request_id: str
+    started: float
+
+    def __init__(self, environ: dict[str, Any], populate_request: bool = True, shallow: bool = False) -> None:
+        super().__init__(environ, populate_request, shallow)
+        given = environ.get(_REQUEST_ID_KEY, "")
+        self.request_id = given if _valid_request_id(given) else _new_request_id()
+        self.started = time.perf_counter()
 
 
 class JsonFormatter(logging.Formatter):
@@ -28,8 +47,10 @@ class JsonFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if fields:
             entry.update(fields)
-        elif has_request_context() and g.get("request_id"):
-            entry["request_id"] = g.request_id
+        else:
+            request_id = current_request_id()
+            if request_id:
+                entry["request_id"] = request_id
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()
@@ -45,7 +66,8 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 def current_request_id() -> str | None:
-    return g.get("request_id") if has_request_context() else None
+    """The id of the request being served (None outside one, or in an app without ServiceRequest)."""
+    return getattr(request, "request_id", None) if has_request_context() else None
 
 
 def _valid_request_id(value: str) -> bool:
@@ -57,26 +79,26 @@ def _new_request_id() -> str:
 
 
 def register_request_logging(app: Flask, service: str) -> None:
+    """Give each request an id and a start time (ServiceRequest), answer the id in X-Request-ID, and log
+    one access line per answer at INFO."""
     access = logging.getLogger(f"{service}.access")
-
-    @app.before_request
-    def _start() -> None:
-        given = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = given if _valid_request_id(given) else _new_request_id()
-        g.started = time.perf_counter()
+    app.request_class = ServiceRequest
 
     @app.after_request
     def _finish(response: Response) -> Response:
-        request_id = g.get("request_id") or _new_request_id()
+        # One look-up of the request behind Flask's proxy for all that follows.
+        served: Request = request._get_current_object()  # type: ignore[attr-defined]  # werkzeug's LocalProxy
+        request_id = getattr(served, "request_id", None) or _new_request_id()
         response.headers[REQUEST_ID_HEADER] = request_id
         if not access.isEnabledFor(logging.INFO):  # benchmarks and quiet deployments: no line to build
             return response
         if RUN_AGAIN_HEADER in response.headers:  # not an answer: the front runs it again (front.py)
             return response
-        started = g.get("started")
+        started = getattr(served, "started", None)
+        rule = served.url_rule
         fields: dict[str, Any] = {
-            "method": request.method,
-            "route": request.url_rule.rule if request.url_rule else None,
+            "method": served.method,
+            "route": rule.rule if rule else None,
             "status": response.status_code,
             "duration_ms": round((time.perf_counter() - started) * 1000, 2) if started else None,
             "request_id": request_id,

@@ -23,9 +23,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, request
 
 from service_common.front import RUN_AGAIN_HEADER
+from service_common.logs import ServiceRequest
 
 _ENV = "PROMETHEUS_MULTIPROC_DIR"
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -119,7 +120,8 @@ def _http_metrics() -> tuple[Any, Any, Any, Any]:
 def register_metrics(app: Flask, service: str, collectors: Iterable[Any] = (), worker: str = "0") -> None:
     """Count every request by route template, method and status; time it; serve GET /metrics.
 
-    `collectors` run at scrape time (stock read from the database), in the scrape's registry only.
+    `collectors` run at scrape time (stock read from the database), in the scrape's registry only. A request
+    is timed from its start time, taken when Flask made it (ServiceRequest).
     """
     from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -131,18 +133,17 @@ def register_metrics(app: Flask, service: str, collectors: Iterable[Any] = (), w
     # looks them up under a lock on every call. Routes are templates and methods and statuses few, so this
     # stays small; a thread that races another here only creates the same child twice.
     children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-
-    @app.before_request
-    def _start_timer() -> None:
-        g.metrics_started = time.perf_counter()
+    app.request_class = ServiceRequest
 
     @app.after_request
     def _record(response: Response) -> Response:
-        rule = request.url_rule
+        # One look-up of the request behind Flask's proxy for all that follows.
+        served: Request = request._get_current_object()  # type: ignore[attr-defined]  # werkzeug's LocalProxy
+        rule = served.url_rule
         route = rule.rule if rule is not None else "unmatched"
         # A run the front repeats is no answer (front.py): one request, counted once, by its last run.
         if route != "/metrics" and RUN_AGAIN_HEADER not in response.headers:
-            key = (route, request.method, response.status_code)
+            key = (route, served.method, response.status_code)
             found = children.get(key)
             if found is None:
                 found = children[key] = (
@@ -151,7 +152,7 @@ def register_metrics(app: Flask, service: str, collectors: Iterable[Any] = (), w
                 )
             per_worker.inc()
             found[0].inc()
-            started = g.get("metrics_started")
+            started = getattr(served, "started", None)
             if started is not None:
                 found[1].observe(time.perf_counter() - started)
         return response
