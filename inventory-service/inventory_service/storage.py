@@ -8,6 +8,7 @@ the reservation's primary key, so it holds across any number of replicas.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from decimal import Decimal
@@ -239,15 +240,21 @@ def list_products(engine: Engine) -> list[Product]:
     return [_product(r) for r in rows]
 
 
-# The read path's statement, on the driver's cursor (service_common.storage.DriverQuery).
-_PRODUCT_BY_ID = DriverQuery(sa.select(products).where(products.c.product_id == sa.bindparam("b_id")))
+# The read path's statement, on the driver's cursor (service_common.storage.DriverQuery): only the columns a
+# Product holds, in its fields' order, so the row is the Product's arguments as they are (the timestamps
+# were read and parsed into datetimes, then dropped: ~4 us of each read).
+_PRODUCT_BY_ID = DriverQuery(
+    sa.select(*(products.c[f.name] for f in dataclasses.fields(Product))).where(
+        products.c.product_id == sa.bindparam("b_id")
+    )
+)
 
 
 def get_product(engine: Engine, product_id: str) -> Product:
     row = _PRODUCT_BY_ID.first(engine, {"b_id": product_id})
     if row is None:
         raise ProductNotFound(product_id)
-    return _product(row)
+    return Product(*tuple(row))  # the columns are its fields, in order
 
 
 def get_reservation(engine: Engine, order_id: str) -> Reservation:
