@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from flask import Flask, Request, Response, g, has_request_context, request
 
-from service_common.front import RUN_AGAIN_HEADER
+from service_common.front import asks_to_run_again
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID_KEY = "HTTP_X_REQUEST_ID"  # the header's WSGI environ key, as werkzeug's EnvironHeaders reads it
@@ -102,7 +102,7 @@ def register_request_logging(app: Flask, service: str) -> None:
         response.headers[REQUEST_ID_HEADER] = request_id
         if not access.isEnabledFor(logging.INFO):  # benchmarks and quiet deployments: no line to build
             return response
-        if RUN_AGAIN_HEADER in response.headers:  # not an answer: the front runs it again (front.py)
+        if asks_to_run_again(response.headers):  # not an answer: the front runs it again (front.py)
             return response
         started = getattr(served, "started", None)
         rule = served.url_rule

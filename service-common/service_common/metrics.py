@@ -25,7 +25,7 @@ from typing import Any
 
 from flask import Flask, Request, Response, request
 
-from service_common.front import RUN_AGAIN_HEADER
+from service_common.front import asks_to_run_again
 from service_common.logs import ServiceRequest
 
 _ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -142,7 +142,7 @@ def register_metrics(app: Flask, service: str, collectors: Iterable[Any] = (), w
         rule = served.url_rule
         route = rule.rule if rule is not None else "unmatched"
         # A run the front repeats is no answer (front.py): one request, counted once, by its last run.
-        if route != "/metrics" and RUN_AGAIN_HEADER not in response.headers:
+        if route != "/metrics" and not asks_to_run_again(response.headers):
             key = (route, served.method, response.status_code)
             found = children.get(key)
             if found is None:

@@ -1,17 +1,21 @@
 """What every answer carries whatever the route (service_common's request machinery): a request id (the
 caller's when valid, else a new one), the JSON and security headers, an access line at INFO naming the
 route, status, duration and request id, and a count and a latency in the Prometheus metrics; the id goes
-on with the order service's calls to inventory."""
+on with the order service's calls to inventory. A run the front is asked to repeat is no answer: neither
+logged nor counted."""
 
 from __future__ import annotations
 
 import logging
 import re
+import time
+from pathlib import Path
 
 import pytest
 from flask import Flask
 
-from tests.inprocess import Services
+from service_common.front import ENVIRON_KEY, RUN_AGAIN_HEADER, FrontRun
+from tests.inprocess import Services, Templates, services
 
 _NEW_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -83,3 +87,21 @@ def test_the_request_id_goes_on_to_inventory(apps: Services, caplog: pytest.LogC
     assert (placed.status_code, placed.headers["X-Request-ID"]) == (201, "from-the-caller")
     ids = {r.fields["request_id"] for r in caplog.records if r.name == "inventory-service.access"}  # type: ignore[attr-defined]
     assert ids == {"from-the-caller"}
+
+
+def test_a_run_the_front_repeats_is_neither_logged_nor_counted(
+    templates: Templates, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with services(templates, tmp_path, {"events_token": "fast-events"}) as apps:
+        app = apps.order
+        labels = {"service": "order-service", "route": "/events", "method": "GET"}
+        before = {status: _sample(app, "http_requests_total", **labels, status=status) for status in ("200", "204")}
+        reader = {"Authorization": "Bearer fast-events"}
+        front = {ENVIRON_KEY: FrontRun(time.monotonic(), False, lambda: 0)}
+        with caplog.at_level(logging.INFO, logger="order-service.access"):
+            again = app.test_client().get("/events?wait=5", headers=reader, environ_overrides=front)
+            assert (again.status_code, RUN_AGAIN_HEADER in again.headers) == (204, True)
+            assert app.test_client().get("/events", headers=reader).status_code == 200
+        assert [r.fields["status"] for r in caplog.records if r.name == "order-service.access"] == [200]  # type: ignore[attr-defined]
+        assert _sample(app, "http_requests_total", **labels, status="204") == before["204"]
+        assert _sample(app, "http_requests_total", **labels, status="200") == before["200"] + 1
