@@ -193,42 +193,63 @@ class _WriterGate:
     tries: while one server process commits batch after batch, another's writer slept through many of them
     (p99 of POST /orders 5x its median with two processes, and more CPU per order). Here a waiting process
     polls the lock every 0.2 ms instead, so it takes the writer within a fraction of a commit of its release.
-    Only the thread that holds its process's writer lock polls. The lock goes with the process that holds
-    it, however it ends. Throughput only: SQLite's own locks still decide who writes.
+    And it says it waits, with a shared flock on a second file: a process that finds another waiting does
+    not take the writer the moment it is free (its next batch is always ready first) but polls as the other
+    does, so neither can keep the writer for batch after batch.
+
+    Only the thread that holds its process's writer lock polls. The locks go with the process that holds
+    them, however it ends. Throughput only: SQLite's own locks still decide who writes.
     """
 
     POLL_SECONDS = 0.0002
 
     def __init__(self, path: Path) -> None:
-        self._path = path
-        self._fd: int | None = None
+        self._paths = (path, path.with_name(path.name + "-waiting"))
+        self._fds: tuple[int, int] | None = None
         self._pid = 0
 
-    def _file(self) -> int:
+    def _files(self) -> tuple[int, int]:
         # Opened in each process (a descriptor inherited across fork would share the lock with the parent).
-        if self._fd is None or self._pid != os.getpid():
-            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        fds = self._fds
+        if fds is None or self._pid != os.getpid():
+            gate, waiting = (os.open(p, os.O_RDWR | os.O_CREAT, 0o600) for p in self._paths)
+            self._fds = fds = (gate, waiting)
             self._pid = os.getpid()
-            weakref.finalize(self, os.close, self._fd)  # with its engine (the gate is dropped with it)
-        return self._fd
+            for fd in fds:
+                weakref.finalize(self, os.close, fd)  # with its engine (the gate is dropped with it)
+        return fds
 
     def acquire(self, timeout: float) -> bool:
-        fd = self._file()
-        deadline = None
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        gate, waiting = self._files()
+        try:
+            fcntl.flock(waiting, fcntl.LOCK_EX | fcntl.LOCK_NB)  # nobody waits: take the writer if it is free
+            fcntl.flock(waiting, fcntl.LOCK_UN)
+            if _try_flock(gate):
                 return True
-            except BlockingIOError:
-                now = time.monotonic()
-                deadline = deadline or now + timeout
-                if now >= deadline:
+        except BlockingIOError:
+            pass  # another process waits: wait as it does
+        fcntl.flock(waiting, fcntl.LOCK_SH)  # only ever held exclusively for the two calls above
+        try:
+            deadline = time.monotonic() + timeout
+            while not _try_flock(gate):
+                if time.monotonic() >= deadline:
                     return False
                 time.sleep(self.POLL_SECONDS)
+            return True
+        finally:
+            fcntl.flock(waiting, fcntl.LOCK_UN)
 
     def release(self) -> None:
-        assert self._fd is not None
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        assert self._fds is not None
+        fcntl.flock(self._fds[0], fcntl.LOCK_UN)
+
+
+def _try_flock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
 
 
 # SQLite engines' writer locks (see writing()), by id(engine) (a weak dictionary's lookup cost more than

@@ -4,7 +4,9 @@ in a batch fails alone."""
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import os
 import re
 import threading
 import time
@@ -118,5 +120,37 @@ def test_sqlite_writers_of_another_process_wait_at_the_gate_then_write(tmp_path:
         conn.execute(sa.text("INSERT INTO t VALUES (2)"))
     with reading(first) as conn:
         assert conn.execute(sa.text("SELECT n FROM t ORDER BY n")).scalars().all() == [1, 2]
+    first.dispose()
+    second.dispose()
+
+
+def test_sqlite_a_writer_waiting_in_another_process_is_seen_so_the_writer_is_not_taken_past_it(tmp_path: Path) -> None:
+    """While one engine (process) writes and another waits at the gate, the waiter holds the shared
+    'waiting' lock: a process whose next batch is ready then polls as the waiter does instead of taking
+    the writer the moment it is free."""
+    url = f"sqlite:///{tmp_path / 'fair.db'}"
+    first, second = (create_db_engine(url, sqlite_busy_timeout_ms=30_000) for _ in range(2))
+    waiting_file = tmp_path / "fair.db-writer-waiting"
+
+    def someone_waits() -> bool:
+        fd = os.open(waiting_file, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    with ThreadPoolExecutor(1) as pool:
+        with writing(first):
+            assert not someone_waits()
+            waiter = pool.submit(lambda: written(second, lambda conn: conn.execute(sa.text("SELECT 1")).scalar()))
+            deadline = time.monotonic() + 30  # a bound on a broken gate, not a timing assertion
+            while not someone_waits() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert someone_waits()
+        assert waiter.result(timeout=60) == 1
+    assert not someone_waits()
     first.dispose()
     second.dispose()
