@@ -25,6 +25,8 @@ TARGET_READ_CPU = 2.0  # CPU per GET /inventory/{id} on SQLite <= 2x that of hel
 TARGET_P99 = 10.0  # p99 of POST /orders <= 10x pgbench hot-row mean latency
 FLASH_CLIENTS, FLASH_BASE, TARGET_FLASH = 256, 32, 0.9  # order_hot at 256: no errors, >= 90 % of its 32-client rate
 TARGET_RESERVE = 1.0  # POST /inventory/reserve hot (group commit) above the pgbench hot-row ceiling
+TARGET_SEED = 2.0  # order_hot throughput >= 2x the seed's, measured in the same run (bench --seed)
+SEED = "seed"  # the seed's records' topology
 
 
 def batch_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
@@ -62,6 +64,10 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.0f} %"
 
 
+def _ratio(ours: float | None, theirs: float | None) -> str:
+    return f"{ours / theirs:.2f}x" if ours is not None and theirs else "—"
+
+
 def _errors(errors: dict[str, int]) -> str:
     return ", ".join(f"{k}: {v}" for k, v in errors.items()) or "0"
 
@@ -86,7 +92,13 @@ class Results:
         self.ceilings = {(r["scenario"], r["clients"]): r for r in records if r["kind"] == "ceiling"}
 
     def services(self, log_level: str = "WARNING") -> list[dict[str, Any]]:
-        return [r for r in self.records if r["kind"] == "service" and r["log_level"] == log_level]
+        """Our services' runs (not the seed's)."""
+        return [
+            r for r in self.records if r["kind"] == "service" and r["log_level"] == log_level and r["topology"] != SEED
+        ]
+
+    def seed_runs(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r["kind"] == "service" and r["topology"] == SEED]
 
     def find(self, scenario: str, topology: str, engine: str, clients: int, log_level: str = "WARNING") -> Any:
         for r in self.services(log_level):
@@ -207,6 +219,19 @@ class Results:
                 met = None if ratio is None else ratio > TARGET_RESERVE
                 where = f"{r['topology']} {r['engine']}"
                 row("reserve hot (group commit) > pgbench hot row", where, r["clients"], ratio, _pct(ratio), met)
+        for seed in (r for r in self.seed_runs() if r["scenario"] == "order_hot"):
+            for ours in (r for r in self.services() if r["scenario"] == "order_hot" and r["topology"] == "single"):
+                if ours["clients"] == seed["clients"] and seed["rps"]:
+                    ratio = ours["rps"] / seed["rps"]
+                    text = f"{ratio:.2f}x ({ours['rps']:.0f} vs {seed['rps']:.0f}/s)"
+                    row(
+                        "order_hot ≥ 2x the seed",
+                        f"single {ours['engine']}",
+                        ours["clients"],
+                        ratio,
+                        text,
+                        ratio >= TARGET_SEED,
+                    )
         for scenario in ("order_hot", "order_spread"):
             for sqlite in (r for r in self.services() if r["scenario"] == scenario and r["engine"] == "sqlite"):
                 pg = self.find(scenario, "single", "postgresql", sqlite["clients"])
@@ -241,6 +266,32 @@ class Results:
                 f"{batch_text(r.get('reserves_per_transaction'))} | {_cpu(r, 'inventory')} | {_cpu(r, 'postgres')} |"
             )
         return lines
+
+    def against_seed(self) -> list[str]:
+        """Our single replicas against the seed, scenario by scenario and concurrency by concurrency."""
+        lines = [
+            "| scenario | clients | seed ok/s | seed p99 ms | seed CPU s/1k | where | ok/s | ÷ seed | p99 ms | "
+            "p99 ÷ seed | CPU s/1k | CPU ÷ seed | errors |",
+            "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for seed in self.seed_runs():
+            seed_cpu = server_cpu(seed)
+            for ours in self.services():
+                if (ours["scenario"], ours["clients"], ours["topology"]) != (
+                    seed["scenario"],
+                    seed["clients"],
+                    "single",
+                ):
+                    continue
+                cpu = server_cpu(ours)
+                lines.append(
+                    f"| {seed['scenario']} | {seed['clients']} | {_fmt(seed['rps'], 0)} | {_fmt(seed['p99_ms'])} | "
+                    f"{_fmt(seed_cpu, 2)} | single {ours['engine']} | {_fmt(ours['rps'], 0)} | "
+                    f"{_ratio(ours['rps'], seed['rps'])} | {_fmt(ours['p99_ms'])} | "
+                    f"{_ratio(ours['p99_ms'], seed['p99_ms'])} | {_fmt(cpu, 2)} | {_ratio(cpu, seed_cpu)} | "
+                    f"{_errors(ours['errors'])} (seed: {_errors(seed['errors'])}) |"
+                )
+        return lines if len(lines) > 2 else []
 
     def logging(self) -> list[str]:
         """Medians of the A/B runs (WARNING, INFO, INFO, WARNING) for each scenario."""
@@ -277,6 +328,9 @@ class Results:
         if reserves := self.reserves():
             parts += ["", "## Group commit: POST /inventory/reserve on one product, straight to inventory", ""]
             parts += reserves
+        if seed := self.against_seed():
+            parts += ["", "## Against the seed (its own code, Flask's server, dicts in memory), same run", ""]
+            parts += seed
         if logging := self.logging():
             parts += ["", "## Logging: LOG_LEVEL=INFO against WARNING (medians of A/B runs)", "", *logging]
         return "\n".join(parts) + "\n"
@@ -289,6 +343,7 @@ WHERE_COLOURS = {
     ("single", "sqlite"): "tab:blue",
     ("single", "postgresql"): "tab:orange",
     ("3+3", "postgresql"): "tab:green",
+    ("seed", "memory"): "tab:purple",
 }
 SCENARIO_STYLES: dict[str, dict[str, Any]] = {
     "order_hot": {"marker": "o", "linestyle": "-"},

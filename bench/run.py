@@ -50,6 +50,7 @@ from bench.stacks import (  # noqa: E402
     Cluster3,
     Hello,
     PgServer,
+    Seed,
     Single,
     available,
     newest_order,
@@ -60,6 +61,7 @@ from bench.stacks import (  # noqa: E402
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432"
 TOPOLOGIES = ("sqlite", "postgresql", "cluster")
 LOGGING_SCENARIOS = ("order_hot", "read")
+SEED_SCENARIOS = ("order_hot", "read")  # what the seed can serve
 # reserve_hot (inventory's group commit) runs at this concurrency whatever --clients says, against
 # pgbench's hot row at the same concurrency in the same run.
 RESERVE_CLIENTS = 64
@@ -117,6 +119,8 @@ class Bench:
             runs += len(args.topologies) + (RESERVE_CLIENTS not in args.clients)
         if args.logging_check and "postgresql" in args.topologies:
             runs += 4 * len(set(LOGGING_SCENARIOS) & set(args.scenarios))
+        if args.seed:
+            runs += len(args.clients) * len(set(SEED_SCENARIOS) & set(args.scenarios))
         self.progress = Progress(runs)
         self.meta = {
             "run": self.stamp,
@@ -242,16 +246,17 @@ class Bench:
     @staticmethod
     def target(stack: Any, scenario: str) -> tuple[str, list[str]]:
         """The base URL a scenario loads and the arguments of its Lua script."""
-        products = [SPREAD_PREFIX, str(SPREAD_COUNT)]
         if scenario == "read":
-            return stack.inventory_url, products
+            prefix, count = stack.read_products
+            return stack.inventory_url, [prefix, str(count)]
+        products = [SPREAD_PREFIX, str(SPREAD_COUNT)]
         if scenario == "mix":
             return stack.order_url, [*products, str(newest_order(stack.order_url))]
-        return stack.order_url, [HOT] if scenario == "order_hot" else products
+        return stack.order_url, [stack.hot] if scenario == "order_hot" else products
 
-    def scenarios(self, stack: Any) -> None:
+    def scenarios(self, stack: Any, only: tuple[str, ...] | None = None) -> None:
         a = self.args
-        for scenario in a.scenarios:
+        for scenario in (s for s in a.scenarios if only is None or s in only):
             if scenario == "reserve_hot":
                 self.reserves(stack)
                 continue
@@ -332,6 +337,18 @@ class Bench:
                     )
         finally:
             twin.stop()
+
+    def seed_demo(self) -> None:
+        """The seed (bench/stacks.Seed), under the same wrk load as ours: order_hot and read only (the seed has
+        four products, no carts, no batch reserve)."""
+        a = self.args
+        stack = Seed(a.seed, a.seed_python, self.workdir / "seed")
+        try:
+            self.progress.note(f"starting the seed from {a.seed} (Flask's own server, dicts in memory)")
+            stack.start("INFO")
+            self.scenarios(stack, only=SEED_SCENARIOS)
+        finally:
+            stack.stop()
 
     def topology(self, name: str) -> None:
         a = self.args
@@ -430,6 +447,8 @@ class Bench:
         )
         try:
             self.ceilings()
+            if a.seed:
+                self.seed_demo()
             for name in a.topologies:
                 self.topology(name)
         finally:
@@ -530,6 +549,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true", help="py-spy the workers under the hot-product load")
     parser.add_argument("--profile-seconds", type=int, default=10)
     parser.add_argument("--report", type=Path, help="only rebuild the .md and .png of an earlier run's .jsonl")
+    parser.add_argument(
+        "--seed",
+        type=Path,
+        help="a checkout of the seed (order-service/app.py, inventory-service/app.py): measured in the same run",
+    )
+    parser.add_argument(
+        "--seed-python",
+        default=sys.executable,
+        help="the Python that runs the seed, with its requirements installed (default: this one)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         # One level: two stacks take ~20 s to start on 2 busy cores, so 1 and 32 clients would not fit a minute.
@@ -545,6 +574,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.scenarios = (args.scenarios or ",".join(report.SERVICE_SCENARIOS)).split(",")
     if args.logging_check is None:
         args.logging_check = defaults.get("logging", True)
+    if args.seed and not all((args.seed / f"{s}-service" / "app.py").is_file() for s in ("order", "inventory")):
+        parser.error(f"--seed {args.seed}: no order-service/app.py and inventory-service/app.py there")
     for name in args.topologies:
         if name not in TOPOLOGIES:
             parser.error(f"unknown topology {name}")

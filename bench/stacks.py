@@ -1,12 +1,14 @@
 """What the benchmark runs against: one replica of each service (`python -m <service> serve`, SQLite or
-PostgreSQL), the 3+3 topology behind HAProxy (local.cluster.Cluster, PostgreSQL), and the hello-world
-ceiling (bench/hello.py). Every process is started here and stopped by its own id."""
+PostgreSQL), the 3+3 topology behind HAProxy (local.cluster.Cluster, PostgreSQL), the hello-world
+ceiling (bench/hello.py), and, when given a checkout of it, the seed this project grew from (its two
+`app.py` run as its README says). Every process is started here and stopped by its own id."""
 
 from __future__ import annotations
 
 import copy
 import os
 import signal
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,16 @@ import requests
 import sqlalchemy as sa
 
 from bench.load import PgTarget
-from local.processes import ServiceProcess, create_database, drop_database, free_port, migrate
+from local.processes import (
+    ServiceProcess,
+    create_database,
+    drop_database,
+    free_port,
+    is_ready,
+    migrate,
+    wait_or_kill,
+    wait_until,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -110,6 +121,8 @@ class Single:
     or on the bench's own PostgreSQL databases."""
 
     topology = "single"
+    hot = HOT
+    read_products = (SPREAD_PREFIX, SPREAD_COUNT)
 
     def __init__(self, engine: str, workdir: Path, settings: dict[str, str], pg: PgServer | None, prefix: str):
         self.engine, self.workdir, self.settings, self.pg, self.prefix = engine, workdir, settings, pg, prefix
@@ -194,6 +207,8 @@ class Cluster3:
 
     topology = "3+3"
     engine = "postgresql"
+    hot = HOT
+    read_products = (SPREAD_PREFIX, SPREAD_COUNT)
 
     def __init__(self, workdir: Path, settings: dict[str, str], pg: PgServer, prefix: str, replicas: int = 3):
         self.workdir, self.settings, self.pg, self.prefix, self.replicas = workdir, settings, pg, prefix, replicas
@@ -247,6 +262,78 @@ class Cluster3:
     def masters(self) -> dict[str, int]:
         c = self.cluster
         return {"order": c.order[0].proc.pid, "inventory": c.inventory[0].proc.pid}
+
+
+class Seed:
+    """The seed: a checkout of the teaching demo this project grew from (`order-service/app.py` and
+    `inventory-service/app.py`, Flask's own server, dicts in memory), run as its README and Dockerfiles do
+    (`python app.py`, PORT and INVENTORY_SERVICE_URL from the environment), by `python` (a Python with
+    the seed's requirements installed). Its products are P001 to P004; P001 is restocked through its own
+    API so that a run cannot sell it out (a sold-out order costs it one hop, not two)."""
+
+    topology = "seed"
+    engine = "memory"
+    hot = "P001"
+    read_products = ("P", 1)  # GET /inventory/P001
+    databases: list[str] = []
+
+    def __init__(self, checkout: Path, python: str, workdir: Path) -> None:
+        self.checkout, self.python, self.workdir = checkout, python, workdir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.ports = {"inventory": free_port(), "order": free_port()}
+        workdir.mkdir(parents=True, exist_ok=True)
+
+    def start(self, log_level: str) -> None:
+        inventory = f"http://127.0.0.1:{self.ports['inventory']}"
+        for service in ("inventory", "order"):
+            env = {"PATH": os.environ.get("PATH", ""), "PORT": str(self.ports[service])}
+            if service == "order":
+                env["INVENTORY_SERVICE_URL"] = inventory
+            app = self.checkout / f"{service}-service" / "app.py"
+            with open(self.workdir / f"seed-{service}.log", "ab") as log:
+                self.procs[service] = subprocess.Popen(
+                    [self.python, str(app)],
+                    env=env,
+                    cwd=app.parent,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        for service, proc in self.procs.items():
+            url = f"http://127.0.0.1:{self.ports[service]}"
+
+            def ready(proc: subprocess.Popen[bytes] = proc, url: str = url, service: str = service) -> bool:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"the seed's {service} exited with {proc.returncode}; see {self.workdir}")
+                return is_ready(url, "/health")
+
+            wait_until(ready, 60, f"the seed's {service} service")
+        r = requests.post(f"{inventory}/inventory/{self.hot}/restock", json={"quantity": STOCK}, timeout=30)
+        r.raise_for_status()
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in self.procs.values():
+            wait_or_kill(proc, 15)
+
+    def drop(self) -> None:
+        pass
+
+    @property
+    def order_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['order']}"
+
+    @property
+    def inventory_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['inventory']}"
+
+    def cpu_groups(self) -> dict[str, list[int]]:
+        return {service: [proc.pid] for service, proc in self.procs.items()}
+
+    def masters(self) -> dict[str, int]:
+        return {service: proc.pid for service, proc in self.procs.items()}
 
 
 class Hello:
