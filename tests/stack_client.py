@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -12,6 +13,8 @@ import sqlalchemy as sa
 from order_service.domain import OrderStatus
 from service_common.storage import reading
 from tests.topology import ADMIN_TOKEN, SERVICE_TOKEN, Stack
+
+READ_RETRY_SECONDS = 10.0
 
 
 class Api:
@@ -56,7 +59,15 @@ class Api:
         return r.json()
 
     def orders(self, **params: Any) -> dict[str, Any]:
-        r = self.http.get(f"{self.order_url}/orders", params=params, timeout=10)
+        """GET /orders, asked again after a 503 (as its Retry-After says to) for up to READ_RETRY_SECONDS:
+        just after a database restart, a worker's first read on a pooled connection the restart closed is
+        answered 503 while the pool reconnects (service_common.storage._ping_when_idle)."""
+        deadline = time.monotonic() + READ_RETRY_SECONDS
+        while True:
+            r = self.http.get(f"{self.order_url}/orders", params=params, timeout=10)
+            if r.status_code != 503 or time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
         assert r.status_code == 200, r.text
         return r.json()
 
