@@ -91,6 +91,28 @@ def tree_cpu(roots: Iterable[int], table: dict[int, tuple[int, float]]) -> dict[
     return out
 
 
+def wait_quiet(
+    groups: dict[str, list[int]], *, window: float = 0.25, below: float = 0.05, timeout: float = 30.0
+) -> float:
+    """Wait until the process trees under `groups` use less than `below` of one core over two windows in a
+    row; the seconds waited (`timeout` at most).
+
+    A load generator that stops abandons its requests in flight: the servers still serve them (at 256
+    clients, half a second of orders). A run started at once would queue behind them: its first requests
+    would see that backlog as latency (its p99), and its CPU figure would hold the backlog's work without
+    its requests. Each measured run starts once the previous load has drained."""
+    t0 = time.monotonic()
+    roots = [pid for pids in groups.values() for pid in pids]
+    quiet = 0
+    before = sum(tree_cpu(roots, proc_table()).values())
+    while quiet < 2 and time.monotonic() - t0 < timeout:
+        time.sleep(window)
+        now = sum(tree_cpu(roots, proc_table()).values())
+        quiet = quiet + 1 if now - before < below * window else 0
+        before = now
+    return time.monotonic() - t0
+
+
 def machine_busy() -> float:
     """CPU seconds the whole machine has been busy (all but idle and iowait), all cores together."""
     with open("/proc/stat") as f:

@@ -42,7 +42,17 @@ if str(ROOT) not in sys.path:  # `python bench/run.py` as well as `python -m ben
     sys.path.insert(0, str(ROOT))
 
 from bench import report  # noqa: E402
-from bench.load import NPROC, PGBENCH, LoadResult, Meter, PgBackends, run_pgbench, run_wrk, wrk_script  # noqa: E402
+from bench.load import (  # noqa: E402
+    NPROC,
+    PGBENCH,
+    LoadResult,
+    Meter,
+    PgBackends,
+    run_pgbench,
+    run_wrk,
+    wait_quiet,
+    wrk_script,
+)
 from bench.stacks import (  # noqa: E402
     HOT,
     SPREAD_COUNT,
@@ -146,6 +156,7 @@ class Bench:
     ) -> dict[str, Any]:
         """One measured run; `after` adds fields to its record, once the load has stopped."""
         topology, engine, log_level = where
+        drained = wait_quiet(groups) if groups else 0.0
         pg = PgBackends(self.pg.target.conninfo("postgres"), databases) if databases else None
         meter = Meter(groups, pg)
         meter.start()
@@ -166,6 +177,7 @@ class Bench:
             "cpu_s": {k: round(v, 3) for k, v in cpu.items()},
             "cpu_per_1k": per_1k,
             "other_cpu_pct": round(other, 1),
+            "drained_s": round(drained, 2),
             **self.meta,
             **(after(result) if after else {}),
         }
