@@ -19,7 +19,9 @@ CEILING = {
 }
 SERVICE_SCENARIOS = ("order_hot", "order_spread", "order_cart", "read", "mix", "reserve_hot")
 CEILINGS = ("hello", "pgbench_hot", "pgbench_spread")
-# P11's targets (docs/performance.md), at every concurrency measured unless said otherwise.
+# P11's targets (docs/performance.md). The issue sets them at 32 clients (TARGET_CLIENTS): at other levels the
+# same figures are reported, not judged, except the flash sale (256 against 32) and the reserve (64).
+TARGET_CLIENTS = 32
 TARGET_ORDER_CPU_MS = 3.0  # CPU per order, order + inventory + PostgreSQL, on both engines
 TARGET_READ_CPU = 2.0  # CPU per GET /inventory/{id} on SQLite <= 2x that of hello-world on the same server
 TARGET_P99 = 10.0  # p99 of POST /orders <= 10x pgbench hot-row mean latency
@@ -175,7 +177,7 @@ class Results:
                 cpu = server_cpu(r)
                 where = f"{r['topology']} {r['engine']}"
                 parts = " + ".join(_cpu(r, k) for k in ("order", "inventory", "postgres") if k in r["cpu_per_1k"])
-                met = None if cpu is None else cpu <= TARGET_ORDER_CPU_MS
+                met = None if cpu is None or r["clients"] != TARGET_CLIENTS else cpu <= TARGET_ORDER_CPU_MS
                 row("CPU per order ≤ 3.0 ms", where, r["clients"], cpu, f"{_fmt(cpu, 2)} ms ({parts})", met)
         for r in self.services():
             if r["scenario"] == "read":
@@ -190,12 +192,12 @@ class Results:
                 text = f"{ratio:.2f}x ({ours:.3f} vs {hello:.3f} ms)"
                 if db is not None:  # PostgreSQL's own share shown apart, not judged
                     text += f"; + PostgreSQL {db:.3f} ms = {(ours + db) / hello:.2f}x"
-                met = ratio <= TARGET_READ_CPU if r["engine"] == "sqlite" else None
+                met = ratio <= TARGET_READ_CPU if r["engine"] == "sqlite" and r["clients"] == TARGET_CLIENTS else None
                 row("CPU per GET /inventory/{id} ≤ 2x hello-world", where, r["clients"], ratio, text, met)
         for r in self.services():
             if r["scenario"] == "order_hot":
                 p99 = self.p99_to_mean(r)
-                met = None if p99 is None else p99 <= TARGET_P99
+                met = None if p99 is None or r["clients"] != TARGET_CLIENTS else p99 <= TARGET_P99
                 where = f"{r['topology']} {r['engine']}"
                 row("p99 POST /orders ≤ 10x pgbench hot mean", where, r["clients"], p99, f"{_fmt(p99)}x", met)
         for flash in (r for r in self.services() if r["scenario"] == "order_hot" and r["clients"] == FLASH_CLIENTS):
@@ -230,7 +232,7 @@ class Results:
                         ours["clients"],
                         ratio,
                         text,
-                        ratio >= TARGET_SEED,
+                        ratio >= TARGET_SEED if ours["clients"] == TARGET_CLIENTS else None,
                     )
         for scenario in ("order_hot", "order_spread"):
             for sqlite in (r for r in self.services() if r["scenario"] == scenario and r["engine"] == "sqlite"):
@@ -243,7 +245,7 @@ class Results:
                         sqlite["clients"],
                         ratio,
                         f"{ratio:.2f}x ({sqlite['rps']:.0f} vs {pg['rps']:.0f}/s)",
-                        ratio >= 1.0,
+                        ratio >= 1.0 if sqlite["clients"] == TARGET_CLIENTS else None,
                     )
         return lines
 
