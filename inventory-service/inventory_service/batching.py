@@ -33,8 +33,9 @@ class ReserveBatcher:
 
     def __init__(self, engine: Engine, max_batch: int, observe: Callable[[int], None] = lambda n: None) -> None:
         self.engine = engine
-        self._observe = observe
-        self._group: GroupCommit[_Ask, Reserved] = GroupCommit(self._decide, max_batch)
+        self._group: GroupCommit[_Ask, Reserved] = GroupCommit(
+            self._decide, max_batch, alone=lambda exc: isinstance(exc, _ONE_OF_THEM), observe=observe
+        )
 
     @property
     def pending(self) -> int:
@@ -45,18 +46,4 @@ class ReserveBatcher:
         return storage.settle(self.engine, order_id, lines, self._group.submit((order_id, lines)))
 
     def _decide(self, asks: list[_Ask]) -> list[storage.Outcome]:
-        try:
-            outcomes = storage.reserve_many(self.engine, asks)
-        except _ONE_OF_THEM:
-            if len(asks) == 1:
-                raise
-            outcomes = []
-            for ask in asks:
-                try:
-                    outcomes += storage.reserve_many(self.engine, [ask])
-                except _ONE_OF_THEM as exc:
-                    outcomes.append(exc)
-                self._observe(1)
-            return outcomes
-        self._observe(len(asks))
-        return outcomes
+        return storage.reserve_many(self.engine, asks)

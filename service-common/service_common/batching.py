@@ -34,12 +34,25 @@ class _Waiting(Generic[Ask, Outcome]):
 class GroupCommit(Generic[Ask, Outcome]):
     """Asks of this process, in batches of at most `max_batch` per call of `decide` (1: each alone, no queue).
 
-    `decide` runs a batch and gives one outcome per ask, in order (an exception as an outcome refuses that
-    ask alone). An exception raised by `decide` refuses every ask of the batch with it.
+    `decide` runs a batch as one transaction and gives one outcome per ask, in order (an exception as an
+    outcome refuses that ask alone). When it raises an error that `alone` says may belong to one of the
+    asks (a constraint one of them broke), nothing was committed and the batch is decided again one ask per
+    call, so that ask fails alone and the others go through. Any other error (the database is down) refuses
+    every ask of the batch with it. `observe` is told how many asks each call of `decide` that ended well,
+    or each call with one ask, held.
     """
 
-    def __init__(self, decide: Callable[[list[Ask]], list[Outcome | Exception]], max_batch: int) -> None:
+    def __init__(
+        self,
+        decide: Callable[[list[Ask]], list[Outcome | Exception]],
+        max_batch: int,
+        *,
+        alone: Callable[[Exception], bool] = lambda exc: False,
+        observe: Callable[[int], None] = lambda n: None,
+    ) -> None:
         self._decide = decide
+        self._alone = alone
+        self._observe = observe
         self.max_batch = max_batch
         self._lock = threading.Lock()
         self._queue: list[_Waiting[Ask, Outcome]] = []
@@ -70,9 +83,22 @@ class GroupCommit(Generic[Ask, Outcome]):
 
     def _run(self, asks: list[Ask]) -> list[Outcome | Exception]:
         try:
-            return self._decide(asks)
-        except Exception as exc:  # nothing committed: every ask of the batch is refused with it
+            outcomes = self._decide(asks)
+        except Exception as exc:  # nothing committed
+            if len(asks) > 1 and self._alone(exc):
+                return [self._one(ask) for ask in asks]
             return [exc] * len(asks)
+        self._observe(len(asks))
+        return outcomes
+
+    def _one(self, ask: Ask) -> Outcome | Exception:
+        """An ask of a batch that failed, decided again on its own: its outcome or its own error."""
+        try:
+            return self._decide([ask])[0]
+        except Exception as exc:
+            return exc
+        finally:
+            self._observe(1)
 
     def _lead(self) -> None:
         with self._lock:

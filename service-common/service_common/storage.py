@@ -314,8 +314,7 @@ class WriteBatcher:
     def __init__(self, engine: Engine, max_batch: int, observe: Callable[[int], None] = lambda n: None) -> None:
         # Weakly: the registry of batchers (group_commit()) must not keep a disposed engine alive.
         self._engine = weakref.ref(engine)
-        self._observe = observe
-        self._group: GroupCommit[Work, Any] = GroupCommit(self._decide, max_batch)
+        self._group: GroupCommit[Work, Any] = GroupCommit(self._decide, max_batch, alone=_one_writes, observe=observe)
 
     @property
     def engine(self) -> Engine:
@@ -335,27 +334,16 @@ class WriteBatcher:
         return outcome  # type: ignore[no-any-return]  # what `work` returned
 
     def _decide(self, works: list[Work]) -> list[Any]:
-        try:
-            with writing(self.engine) as conn:
-                outcomes = [work(conn) for work in works]
-        except Exception as exc:
-            if len(works) == 1 or (
-                isinstance(exc, _WHOLE_DATABASE)
-                and getattr(getattr(exc, "orig", None), "sqlstate", None) not in _CONFLICT_SQLSTATES
-            ):
-                raise
-            return [self._alone(work) for work in works]
-        self._observe(len(works))
-        return outcomes
+        with writing(self.engine) as conn:
+            return [work(conn) for work in works]
 
-    def _alone(self, work: Work) -> Any:
-        try:
-            with writing(self.engine) as conn:
-                return work(conn)
-        except Exception as exc:
-            return exc
-        finally:
-            self._observe(1)
+
+def _one_writes(exc: Exception) -> bool:
+    """Whether a batch's error may be one write's own (a constraint, a bad value, a deadlock or
+    serialization failure it met), not the whole database's (down, busy, timed out)."""
+    return not isinstance(exc, _WHOLE_DATABASE) or (
+        getattr(getattr(exc, "orig", None), "sqlstate", None) in _CONFLICT_SQLSTATES
+    )
 
 
 # Engines whose writes go through a WriteBatcher (see group_commit()), by id(engine) as _write_locks.
