@@ -155,7 +155,8 @@ def wait_audit_clean(api: Api, timeout: float = RECOVERY_TIMEOUT) -> dict[str, A
             report = r.json()
             assert report["consistent"] is True and report["discrepancies"] == [], report
             return report
-        assert r.status_code == 409, f"audit answered {r.status_code}: {r.text}"
+        # 409: a discrepancy not yet settled; 503: a database just restarted, its pool reconnecting.
+        assert r.status_code in (409, 503), f"audit answered {r.status_code}: {r.text}"
         if time.monotonic() >= deadline:
             raise AssertionError(f"the audit still finds discrepancies: {r.text}")
         time.sleep(0.5)
@@ -163,7 +164,7 @@ def wait_audit_clean(api: Api, timeout: float = RECOVERY_TIMEOUT) -> dict[str, A
 
 def inventory_reservations(api: Api) -> dict[str, dict[str, Any]]:
     """Every reservation inventory holds or held (tombstones left out), by order id."""
-    r = api.http.get(f"{api.inventory_url}/inventory/audit", headers=api.service, timeout=10)
+    r = api.read(f"{api.inventory_url}/inventory/audit", headers=api.service)
     assert r.status_code == 200, r.text
     return {res["order_id"]: res for res in r.json()["reservations"]}
 

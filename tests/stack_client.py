@@ -53,21 +53,24 @@ class Api:
     def cancel(self, order_id: str) -> requests.Response:
         return requests.delete(f"{self.order_url}/orders/{order_id}", timeout=30)
 
+    def read(self, url: str, **kw: Any) -> requests.Response:
+        """GET, asked again after a 503 (as its Retry-After says to) for up to READ_RETRY_SECONDS: just
+        after a database restart, a worker's first read on a pooled connection the restart closed is
+        answered 503 while the pool reconnects (service_common.storage._ping_when_idle)."""
+        deadline = time.monotonic() + READ_RETRY_SECONDS
+        while True:
+            r = self.http.get(url, timeout=10, **kw)
+            if r.status_code != 503 or time.monotonic() >= deadline:
+                return r
+            time.sleep(0.2)
+
     def order(self, order_id: str) -> dict[str, Any]:
-        r = self.http.get(f"{self.order_url}/orders/{order_id}", timeout=10)
+        r = self.read(f"{self.order_url}/orders/{order_id}")
         assert r.status_code == 200, r.text
         return r.json()
 
     def orders(self, **params: Any) -> dict[str, Any]:
-        """GET /orders, asked again after a 503 (as its Retry-After says to) for up to READ_RETRY_SECONDS:
-        just after a database restart, a worker's first read on a pooled connection the restart closed is
-        answered 503 while the pool reconnects (service_common.storage._ping_when_idle)."""
-        deadline = time.monotonic() + READ_RETRY_SECONDS
-        while True:
-            r = self.http.get(f"{self.order_url}/orders", params=params, timeout=10)
-            if r.status_code != 503 or time.monotonic() >= deadline:
-                break
-            time.sleep(0.2)
+        r = self.read(f"{self.order_url}/orders", params=params)
         assert r.status_code == 200, r.text
         return r.json()
 
@@ -84,7 +87,7 @@ class Api:
         return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
     def product(self, product_id: str) -> dict[str, Any]:
-        r = self.http.get(f"{self.inventory_url}/inventory/{product_id}", timeout=10)
+        r = self.read(f"{self.inventory_url}/inventory/{product_id}")
         assert r.status_code == 200, r.text
         return r.json()
 
