@@ -151,7 +151,7 @@ _TAKE = DriverStatement(
         reserved_quantity=products.c.reserved_quantity + sa.bindparam("q"),
         updated_at=sa.bindparam("now"),
     )
-    .returning(products.c.product_id)
+    .returning(products.c.product_id, products.c.price)
 )
 _DROP_KEYS = DriverStatement(
     reservations.delete().where(reservations.c.order_id.in_(sa.bindparam("ids", expanding=True)))
@@ -344,6 +344,8 @@ def reserve_many(engine: Engine, asks: Sequence[tuple[str, Sequence[Line]]]) -> 
     the rows locked, each reserve whose key is new is checked against the stock left by the ones before
     it, in arrival order; a short one's key is deleted again before the commit, so it never existed. Then
     one conditional update per product for the sum held, and the ledger and line rows of every reserve.
+    When the new reserves touch one product only, its conditional update for all of them is tried first:
+    it locks the row as the SELECT would, and when they all fit (the usual case) nothing more is needed.
     The conditional updates and the columns' checks are what hold stock non-negative; the arithmetic here
     only chooses which reserves to try.
     """
@@ -386,6 +388,16 @@ def _hold(
 ) -> None:
     """The second half of reserve_many: the products locked, each new reserve held or refused."""
     products_of = sorted({line.product_id for i in won for line in asks[i][1]})
+    if len(products_of) == 1:
+        # One product (a lone reserve, or a hot product's batch): one conditional update for all of them
+        # locks the row and takes the stock at once. Only when they do not all fit is the row locked and
+        # read first, to choose which of them do.
+        product_id = products_of[0]
+        total = sum(line.quantity for i in won for line in asks[i][1])
+        row = _TAKE.first(conn, {"pid": product_id, "q": total, "now": now})
+        if row is not None:
+            _write_held(conn, asks, won, {product_id: row.price}, prices, outcomes, now)
+            return
     locked = {r.product_id: r for r in _LOCK.rows(conn, {"ids": products_of})}
     left = {p: r.available_quantity for p, r in locked.items()}
     taken = dict.fromkeys(products_of, 0)
@@ -410,12 +422,26 @@ def _hold(
             row = _TAKE.first(conn, {"pid": product_id, "q": taken[product_id], "now": now})
             if row is None:  # the lock above makes this impossible; if it happens, nothing is held
                 raise StockMoved(product_id)
+    _write_held(conn, asks, held, {p: r.price for p, r in locked.items()}, prices, outcomes, now)
+
+
+def _write_held(
+    conn: Connection,
+    asks: Sequence[tuple[str, Sequence[Line]]],
+    held: list[int],
+    price_of: dict[str, Decimal],
+    prices: dict[str, Decimal],
+    outcomes: list[Outcome | None],
+    now: dt.datetime,
+) -> None:
+    """The reserves `held` (their stock taken, at the prices the locked rows had): their ledger and line
+    rows, their key's price where it moved since the first read, and their outcomes."""
     ledger: list[dict[str, Any]] = []
     line_rows: list[dict[str, Any]] = []
     repriced: list[dict[str, Any]] = []
     for i in held:
         order_id, lines = asks[i]
-        kept = tuple(ReservationLine(x.product_id, x.quantity, locked[x.product_id].price) for x in lines)
+        kept = tuple(ReservationLine(x.product_id, x.quantity, price_of[x.product_id]) for x in lines)
         line_rows += [{"order_id": order_id, "line_no": n, **vars(x)} for n, x in enumerate(kept)]
         for x in sorted(kept, key=lambda x: x.product_id):
             ledger.append(_ledger_row(x.product_id, "reserve", -x.quantity, x.quantity, order_id, now))
