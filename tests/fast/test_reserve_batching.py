@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,39 @@ def _conserved(engine: sa.Engine, *products: str) -> None:
         s = report[product]
         assert (s["ledger_available"], s["ledger_reserved"]) == (s["available_quantity"], s["reserved_quantity"])
         assert s["reserved_quantity"] == s["held_reservations"]
+
+
+@pytest.mark.parametrize(
+    ("stock", "expected", "left"),
+    [
+        (10, ["Reserved", "Reserved", "Reserved"], 1),  # all fit: one conditional update takes the 9
+        (5, ["Reserved", "InsufficientStock", "Reserved"], 0),  # 9 do not: locked, read, chosen in order
+    ],
+)
+def test_a_batch_of_one_product_holds_what_fits_in_arrival_order(
+    apps: Services, stock: int, expected: list[str], left: int
+) -> None:
+    engine = apps.inventory.extensions["engine"]
+    p = apps.new_product(stock)
+    run = uuid.uuid4().hex[:8]
+    asks: list[tuple[str, list[Line]]] = [
+        (f"{run}-a", [Line(p, 3)]),
+        (f"{run}-b", [Line(p, 4)]),
+        (f"{run}-c", [Line(p, 2)]),
+    ]
+    outcomes = storage.reserve_many(engine, asks)
+    answers: list[Any] = []
+    for (order_id, lines), outcome in zip(asks, outcomes, strict=True):
+        try:
+            answers.append(storage.settle(engine, order_id, lines, outcome))
+        except Exception as exc:
+            answers.append(exc)
+    assert [type(a).__name__ for a in answers] == expected
+    assert _stock(engine, p) == (left, stock - left)
+    for a in answers:
+        if not isinstance(a, Exception):
+            assert a.created and a.reservation.unit_price == Decimal("10.00")
+    _conserved(engine, p)
 
 
 def test_a_batch_decides_each_reserve_on_its_own(apps: Services) -> None:
