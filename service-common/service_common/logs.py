@@ -19,7 +19,8 @@ from flask import Flask, Request, Response, g, has_request_context, request
 from service_common.front import asks_to_run_again
 
 REQUEST_ID_HEADER = "X-Request-ID"
-_REQUEST_ID_KEY = "HTTP_X_REQUEST_ID"  # the header's WSGI environ key, as werkzeug's EnvironHeaders reads it
+# The header's WSGI environ key, as werkzeug's EnvironHeaders reads it: HTTP_X_REQUEST_ID.
+_REQUEST_ID_KEY = "HTTP_" + REQUEST_ID_HEADER.upper().replace("-", "_")
 _MAX_REQUEST_ID = 128
 
 
