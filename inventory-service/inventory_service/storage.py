@@ -144,7 +144,7 @@ _LOCK = DriverStatement(
     .order_by(products.c.product_id)
     .with_for_update(key_share=True)
 )
-_take = (
+_TAKE = DriverStatement(
     products.update()
     .where(products.c.product_id == sa.bindparam("pid"), products.c.available_quantity >= sa.bindparam("q"))
     .values(
@@ -154,7 +154,6 @@ _take = (
     )
     .returning(products.c.product_id, products.c.price)
 )
-_TAKE = DriverStatement(_take)
 _DROP_KEYS = DriverStatement(
     reservations.delete().where(reservations.c.order_id.in_(sa.bindparam("ids", expanding=True)))
 )
@@ -165,38 +164,71 @@ _INSERT_LEDGER = DriverStatement(stock_ledger.insert())
 _INSERT_LINES = DriverStatement(reservation_lines.insert())
 _KEYS: dict[str, DriverStatement] = {}
 
-# PostgreSQL: a batch of one-line reserves of one product, held by one statement: the conditional update
-# of the product (_TAKE), and, only if it took the stock, each reserve's ledger and line row at the price
-# it locked. Each statement is a round trip, which costs the service and the server about as much CPU as
-# the statement's own work (docs/performance.md); SQLite, in process, runs the three statements.
-_took = _take.cte("took")
+# PostgreSQL: a batch of reserves of one product, each of one line (the hot product's), decided by one
+# statement where the plain path takes five (the price read, the keys, the stock, the ledger, the lines):
+# each statement is a round trip, which costs the service and the server about as much CPU as the
+# statement's own work (docs/performance.md). Its parts, in the order the plain path takes its locks:
+#  - `keys`: each reserve's key, in order-id order, at the product's price (INSERT … SELECT from the
+#    product, so an unknown product takes no key; a key already there is a retry or a tombstone);
+#  - `took`: the conditional update of the product for the sum the new keys ask for;
+#  - only if it took the stock: each new reserve's ledger and line row, at the price it locked.
+# It gives one row per new key, with the price it locked (null when the stock did not suffice: the keys
+# are then held or dropped as on the plain path). SQLite, in process, runs the plain statements.
 _asks = (
     sa.func.unnest(
         sa.bindparam("b_order", type_=postgresql.ARRAY(sa.String())),
         sa.bindparam("b_quantity", type_=postgresql.ARRAY(sa.BigInteger())),
     )
-    .table_valued("order_id", "quantity")
+    .table_valued("order_id", "quantity", with_ordinality="n")
     .render_derived()
 )
-_TAKE_AND_WRITE = DriverStatement(
-    sa.select(_took).add_cte(
+_at = sa.bindparam("now", type_=UTCDateTime)
+_keys = (
+    postgresql.insert(reservations)
+    .from_select(
+        ["order_id", "product_id", "quantity", "unit_price", "status", "created_at", "updated_at"],
+        sa.select(
+            _asks.c.order_id, products.c.product_id, _asks.c.quantity, products.c.price, sa.literal(HELD), _at, _at
+        )
+        .where(products.c.product_id == sa.bindparam("pid"))
+        .order_by(_asks.c.n),
+    )
+    .on_conflict_do_nothing(index_elements=["order_id"])
+    .returning(reservations.c.order_id, reservations.c.product_id, reservations.c.quantity, reservations.c.unit_price)
+    .cte("keys")
+)
+_asked = sa.select(sa.func.sum(_keys.c.quantity)).scalar_subquery()
+_took = (
+    products.update()
+    .where(products.c.product_id == sa.bindparam("pid"), products.c.available_quantity >= _asked)
+    .values(
+        available_quantity=products.c.available_quantity - _asked,
+        reserved_quantity=products.c.reserved_quantity + _asked,
+        updated_at=_at,
+    )
+    .returning(products.c.price)
+    .cte("took")
+)
+_RESERVE_AT_ONCE = DriverStatement(
+    sa.select(_keys.c.order_id, _keys.c.unit_price, _took.c.price.label("locked"))
+    .select_from(_keys.outerjoin(_took, sa.true()))
+    .add_cte(
         stock_ledger.insert()
         .from_select(
             ["product_id", "kind", "available_delta", "reserved_delta", "order_id", "created_at"],
             sa.select(
-                _took.c.product_id,
-                sa.literal("reserve"),
-                -_asks.c.quantity,
-                _asks.c.quantity,
-                _asks.c.order_id,
-                sa.bindparam("now", type_=UTCDateTime),
-            ),
+                _keys.c.product_id, sa.literal("reserve"), -_keys.c.quantity, _keys.c.quantity, _keys.c.order_id, _at
+            )
+            .select_from(_keys.join(_took, sa.true()))
+            .order_by(_keys.c.order_id),
         )
         .cte("ledger"),
         reservation_lines.insert()
         .from_select(
             ["order_id", "product_id", "line_no", "quantity", "unit_price"],
-            sa.select(_asks.c.order_id, _took.c.product_id, sa.literal(0), _asks.c.quantity, _took.c.price),
+            sa.select(_keys.c.order_id, _keys.c.product_id, sa.literal(0), _keys.c.quantity, _took.c.price).select_from(
+                _keys.join(_took, sa.true())
+            ),
         )
         .cte("lines"),
     )
@@ -392,6 +424,9 @@ def reserve_many(engine: Engine, asks: Sequence[tuple[str, Sequence[Line]]]) -> 
     now = utcnow()
     with writing(engine) as conn:
         touched = sorted({line.product_id for _, lines in asks for line in lines})
+        if conn.dialect.name == "postgresql" and len(touched) == 1 and all(len(lines) == 1 for _, lines in asks):
+            _reserve_at_once(conn, asks, touched[0], outcomes, now)
+            return [o if o is not None else RuntimeError("reserve left undecided") for o in outcomes]
         # Products are never deleted: one unknown now is unknown for good (and the key's row names it).
         prices = {r.product_id: r.price for r in _PRICES.rows(conn, {"ids": touched})}
         candidates: list[int] = []
@@ -417,6 +452,51 @@ def reserve_many(engine: Engine, asks: Sequence[tuple[str, Sequence[Line]]]) -> 
     return [o if o is not None else RuntimeError("reserve left undecided") for o in outcomes]
 
 
+def _reserve_at_once(
+    conn: Connection,
+    asks: Sequence[tuple[str, Sequence[Line]]],
+    product_id: str,
+    outcomes: list[Outcome | None],
+    now: dt.datetime,
+) -> None:
+    """reserve_many() of reserves of one line each, all of `product_id`, on PostgreSQL: _RESERVE_AT_ONCE,
+    then, only when the stock did not suffice for all of them, the plain path's lock and choice."""
+    candidates: list[int] = []
+    seen: set[str] = set()
+    for i, (order_id, _) in enumerate(asks):
+        if order_id in seen:
+            outcomes[i] = _Taken()  # the same order twice in one batch: the second is a retry of the first
+        else:
+            seen.add(order_id)
+            candidates.append(i)
+    keys = sorted(candidates, key=lambda i: asks[i][0])
+    rows = _RESERVE_AT_ONCE.rows(
+        conn,
+        {
+            "pid": product_id,
+            "now": now,
+            "b_order": [asks[i][0] for i in keys],
+            "b_quantity": [asks[i][1][0].quantity for i in keys],
+        },
+    )
+    if not rows:  # no key taken: each is a retry or a tombstone, or the product is unknown
+        # Products are never deleted: one unknown now is unknown for good (and the key's row names it).
+        known = _PRICES.rows(conn, {"ids": [product_id]})
+        for i in candidates:
+            outcomes[i] = _Taken() if known else ProductNotFound(product_id)
+        return
+    new = {r.order_id for r in rows}
+    won = [i for i in candidates if asks[i][0] in new]
+    for i in candidates:
+        if asks[i][0] not in new:
+            outcomes[i] = _Taken()
+    prices = {product_id: rows[0].unit_price}  # the price the keys were written at
+    if rows[0].locked is not None:
+        _write_held(conn, asks, won, {product_id: rows[0].locked}, prices, outcomes, now, rows_written=True)
+    else:
+        _hold(conn, asks, won, prices, outcomes, now)
+
+
 def _hold(
     conn: Connection,
     asks: Sequence[tuple[str, Sequence[Line]]],
@@ -433,13 +513,9 @@ def _hold(
         # read first, to choose which of them do.
         product_id = products_of[0]
         total = sum(line.quantity for i in won for line in asks[i][1])
-        take = {"pid": product_id, "q": total, "now": now}
-        at_once = conn.dialect.name == "postgresql"
-        if at_once:  # each reserve has one line: its product's
-            take.update(b_order=[asks[i][0] for i in won], b_quantity=[asks[i][1][0].quantity for i in won])
-        row = (_TAKE_AND_WRITE if at_once else _TAKE).first(conn, take)
+        row = _TAKE.first(conn, {"pid": product_id, "q": total, "now": now})
         if row is not None:
-            _write_held(conn, asks, won, {product_id: row.price}, prices, outcomes, now, rows_written=at_once)
+            _write_held(conn, asks, won, {product_id: row.price}, prices, outcomes, now)
             return
     locked = {r.product_id: r for r in _LOCK.rows(conn, {"ids": products_of})}
     left = {p: r.available_quantity for p, r in locked.items()}

@@ -136,6 +136,59 @@ def test_a_batch_decides_each_reserve_on_its_own(apps: Services) -> None:
     _conserved(engine, p, q)
 
 
+def test_a_batch_of_one_product_settles_retries_tombstones_and_twins_as_reserves_alone_would(apps: Services) -> None:
+    """One product, one line each: on PostgreSQL the batch is one statement (keys, stock, ledger, lines)."""
+    engine = apps.inventory.extensions["engine"]
+    p = apps.new_product(5)
+    run = uuid.uuid4().hex[:8]
+    retried, tombstone = f"{run}-retried", f"{run}-tombstone"
+    storage.reserve(engine, retried, [Line(p, 1)])
+    storage.release(engine, tombstone)
+    asks: list[tuple[str, list[Line]]] = [
+        (f"{run}-b", [Line(p, 2)]),
+        (retried, [Line(p, 1)]),
+        (tombstone, [Line(p, 1)]),
+        (f"{run}-a", [Line(p, 2)]),
+        (f"{run}-b", [Line(p, 2)]),  # the same order twice in one batch: the second is its retry
+    ]
+    outcomes = storage.reserve_many(engine, asks)
+    answers: list[Any] = []
+    for (order_id, lines), outcome in zip(asks, outcomes, strict=True):
+        try:
+            answers.append(storage.settle(engine, order_id, lines, outcome))
+        except Exception as exc:
+            answers.append(exc)
+    assert [type(a).__name__ for a in answers] == [
+        "Reserved",
+        "Reserved",
+        "ReservationReleased",
+        "Reserved",
+        "Reserved",
+    ]
+    assert [a.created for a in answers if not isinstance(a, Exception)] == [True, False, True, False]
+    assert answers[4].reservation == answers[0].reservation
+    assert [(x.product_id, x.quantity, x.unit_price) for x in answers[3].reservation.lines] == [
+        (p, 2, Decimal("10.00"))
+    ]
+    assert _stock(engine, p) == (0, 5)
+    _conserved(engine, p)
+
+    # A batch with no new key: all retries (answered again), or a product nobody has (refused).
+    retries = asks[1::2]  # retried, and a
+    again = storage.reserve_many(engine, retries)
+    assert [storage.settle(engine, o, lines, x).created for (o, lines), x in zip(retries, again, strict=True)] == [
+        False,
+        False,
+    ]
+    (unknown,) = storage.reserve_many(engine, [(f"{run}-unknown", [Line("NO-SUCH-PRODUCT", 1)])])
+    with pytest.raises(ProductNotFound):
+        storage.settle(engine, f"{run}-unknown", [Line("NO-SUCH-PRODUCT", 1)], unknown)
+    with pytest.raises(ReservationNotFound):
+        storage.get_reservation(engine, f"{run}-unknown")
+    assert _stock(engine, p) == (0, 5)
+    _conserved(engine, p)
+
+
 @contextlib.contextmanager
 def _inventory_alone(templates: Templates, tmp_path: Path, **settings: Any) -> Iterator[Flask]:
     """Inventory alone on a fresh copy of the template database, with these settings."""
