@@ -49,6 +49,27 @@ def _conserved(engine: sa.Engine, *products: str) -> None:
         assert s["reserved_quantity"] == s["held_reservations"]
 
 
+def _retried_and_tombstone(engine: sa.Engine, product_id: str) -> tuple[str, str, str]:
+    """A fresh prefix for order ids, an order already holding 1 of the product (asked again: a retry), and an
+    order released before it reserved (a tombstone)."""
+    run = uuid.uuid4().hex[:8]
+    retried, tombstone = f"{run}-retried", f"{run}-tombstone"
+    storage.reserve(engine, retried, [Line(product_id, 1)])
+    storage.release(engine, tombstone)
+    return run, retried, tombstone
+
+
+def _decided(engine: sa.Engine, asks: list[tuple[str, list[Line]]]) -> list[Any]:
+    """Each reserve of one batch (reserve_many) as its caller is answered: the Reserved, or the refusal."""
+    answers: list[Any] = []
+    for (order_id, lines), outcome in zip(asks, storage.reserve_many(engine, asks), strict=True):
+        try:
+            answers.append(storage.settle(engine, order_id, lines, outcome))
+        except Exception as exc:
+            answers.append(exc)
+    return answers
+
+
 @pytest.mark.parametrize(
     ("stock", "expected", "left"),
     [
@@ -67,13 +88,7 @@ def test_a_batch_of_one_product_holds_what_fits_in_arrival_order(
         (f"{run}-b", [Line(p, 4)]),
         (f"{run}-c", [Line(p, 2)]),
     ]
-    outcomes = storage.reserve_many(engine, asks)
-    answers: list[Any] = []
-    for (order_id, lines), outcome in zip(asks, outcomes, strict=True):
-        try:
-            answers.append(storage.settle(engine, order_id, lines, outcome))
-        except Exception as exc:
-            answers.append(exc)
+    answers = _decided(engine, asks)
     assert [type(a).__name__ for a in answers] == expected
     assert _stock(engine, p) == (left, stock - left)
     for a in answers:
@@ -85,10 +100,7 @@ def test_a_batch_of_one_product_holds_what_fits_in_arrival_order(
 def test_a_batch_decides_each_reserve_on_its_own(apps: Services) -> None:
     engine = apps.inventory.extensions["engine"]
     p, q = apps.new_product(5), apps.new_product(10)
-    run = uuid.uuid4().hex[:8]
-    retried, tombstone = f"{run}-retried", f"{run}-tombstone"
-    storage.reserve(engine, retried, [Line(q, 1)])
-    storage.release(engine, tombstone)
+    run, retried, tombstone = _retried_and_tombstone(engine, q)
     asks: list[tuple[str, list[Line]]] = [
         (f"{run}-a", [Line(p, 2)]),
         (f"{run}-short", [Line(p, 4)]),  # 3 left after a: refused, and takes nothing from c
@@ -101,16 +113,7 @@ def test_a_batch_decides_each_reserve_on_its_own(apps: Services) -> None:
         (f"{run}-mismatch", [Line(q, 4)]),
         (f"{run}-mismatch", [Line(q, 5)]),
     ]
-    outcomes = storage.reserve_many(engine, asks)
-
-    def answer(i: int) -> Any:
-        order_id, lines = asks[i]
-        try:
-            return storage.settle(engine, order_id, lines, outcomes[i])
-        except Exception as exc:
-            return exc
-
-    answers = [answer(i) for i in range(len(asks))]
+    answers = _decided(engine, asks)
     assert [type(a).__name__ for a in answers] == [
         "Reserved",
         "InsufficientStock",
@@ -140,10 +143,7 @@ def test_a_batch_of_one_product_settles_retries_tombstones_and_twins_as_reserves
     """One product, one line each: on PostgreSQL the batch is one statement (keys, stock, ledger, lines)."""
     engine = apps.inventory.extensions["engine"]
     p = apps.new_product(5)
-    run = uuid.uuid4().hex[:8]
-    retried, tombstone = f"{run}-retried", f"{run}-tombstone"
-    storage.reserve(engine, retried, [Line(p, 1)])
-    storage.release(engine, tombstone)
+    run, retried, tombstone = _retried_and_tombstone(engine, p)
     asks: list[tuple[str, list[Line]]] = [
         (f"{run}-b", [Line(p, 2)]),
         (retried, [Line(p, 1)]),
@@ -151,13 +151,7 @@ def test_a_batch_of_one_product_settles_retries_tombstones_and_twins_as_reserves
         (f"{run}-a", [Line(p, 2)]),
         (f"{run}-b", [Line(p, 2)]),  # the same order twice in one batch: the second is its retry
     ]
-    outcomes = storage.reserve_many(engine, asks)
-    answers: list[Any] = []
-    for (order_id, lines), outcome in zip(asks, outcomes, strict=True):
-        try:
-            answers.append(storage.settle(engine, order_id, lines, outcome))
-        except Exception as exc:
-            answers.append(exc)
+    answers = _decided(engine, asks)
     assert [type(a).__name__ for a in answers] == [
         "Reserved",
         "Reserved",
@@ -174,15 +168,9 @@ def test_a_batch_of_one_product_settles_retries_tombstones_and_twins_as_reserves
     _conserved(engine, p)
 
     # A batch with no new key: all retries (answered again), or a product nobody has (refused).
-    retries = asks[1::2]  # retried, and a
-    again = storage.reserve_many(engine, retries)
-    assert [storage.settle(engine, o, lines, x).created for (o, lines), x in zip(retries, again, strict=True)] == [
-        False,
-        False,
-    ]
-    (unknown,) = storage.reserve_many(engine, [(f"{run}-unknown", [Line("NO-SUCH-PRODUCT", 1)])])
-    with pytest.raises(ProductNotFound):
-        storage.settle(engine, f"{run}-unknown", [Line("NO-SUCH-PRODUCT", 1)], unknown)
+    assert [a.created for a in _decided(engine, asks[1::2])] == [False, False]  # retried, and a
+    (unknown,) = _decided(engine, [(f"{run}-unknown", [Line("NO-SUCH-PRODUCT", 1)])])
+    assert isinstance(unknown, ProductNotFound)
     with pytest.raises(ReservationNotFound):
         storage.get_reservation(engine, f"{run}-unknown")
     assert _stock(engine, p) == (0, 5)
