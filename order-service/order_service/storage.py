@@ -133,6 +133,10 @@ def _record_event(conn: Connection, order: Order, describe: Describe | None) -> 
         return
     if describe is None:
         raise ValueError(f"moving an order to {order.status} raises an event: describe it")
+    _insert_event(conn, order, kind, describe(order).decode())
+
+
+def _insert_event(conn: Connection, order: Order, kind: str, data: str) -> None:
     _INSERT_EVENT[conn.dialect.name].run(
         conn,
         {
@@ -140,7 +144,7 @@ def _record_event(conn: Connection, order: Order, describe: Describe | None) -> 
             "sequence": order.event_sequence,
             "type": kind,
             "occurred_at": order.updated_at,
-            "data": describe(order).decode(),
+            "data": data,
         },
     )
 
@@ -444,7 +448,9 @@ def confirm(
     """pending → confirmed with each line's price, the answer replays give and its event, in one
     transaction; None if not pending."""
     lines = tuple(replace(line, unit_price=prices[line.product_id]) for line in order.lines)
-    # The order as this step writes it (the event's data on PostgreSQL, described before the statement runs).
+    # The order as this step writes it: its event's data is described here, before the transaction, so the
+    # batch's transaction does not wait for it (what the API shows of an order is all given here or unchanged
+    # since it was created).
     expected = replace(
         order,
         status=OrderStatus.CONFIRMED,
@@ -464,6 +470,8 @@ def confirm(
         "status": OrderStatus.CONFIRMED.value,
         **{name: getattr(expected, name) for name in written_columns},
     }
+    data = describe(expected).decode()
+    kind = EVENT_TYPES[OrderStatus.CONFIRMED]
 
     def work(conn: Connection) -> Order | None:
         if conn.dialect.name == "postgresql":
@@ -473,7 +481,7 @@ def confirm(
                     **params,
                     "b_product": [line.product_id for line in lines],
                     "b_price": [line.unit_price for line in lines],
-                    "b_data": describe(expected).decode(),
+                    "b_data": data,
                 },
             )
             return None if row is None else _as_order(row, lines)
@@ -489,7 +497,7 @@ def confirm(
             ],
         )
         confirmed = _as_order(row, lines)
-        _record_event(conn, confirmed, describe)
+        _insert_event(conn, confirmed, kind, data)
         return confirmed
 
     return written(engine, work)
