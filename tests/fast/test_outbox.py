@@ -28,9 +28,8 @@ def test_confirm_then_cancel_raise_two_events_in_sequence_with_the_order_as_show
     assert placed.status_code == 201, placed.text
     order_id = placed.json["order_id"]
     assert _events(apps, order_id) == [{"sequence": 1, "type": "order.confirmed", "data": placed.json}]
-    assert placed.json == apps.order_json(
-        order_id
-    )  # the event's data, described before it was written, is the order as stored
+    # The event's data, described before it was written, is the order as stored.
+    assert placed.json == apps.order_json(order_id)
 
     assert apps.cancel(order_id).status_code == 200
     events = _events(apps, order_id)
