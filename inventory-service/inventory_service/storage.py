@@ -417,6 +417,8 @@ def reserve_many(engine: Engine, asks: Sequence[tuple[str, Sequence[Line]]]) -> 
     one conditional update per product for the sum held, and the ledger and line rows of every reserve.
     When the new reserves touch one product only, its conditional update for all of them is tried first:
     it locks the row as the SELECT would, and when they all fit (the usual case) nothing more is needed.
+    On PostgreSQL, a batch of one-line reserves of one product (the hot product's) takes the keys and that
+    conditional update, with the ledger and line rows, in one statement (_RESERVE_AT_ONCE).
     The conditional updates and the columns' checks are what hold stock non-negative; the arithmetic here
     only chooses which reserves to try.
     """
@@ -426,30 +428,57 @@ def reserve_many(engine: Engine, asks: Sequence[tuple[str, Sequence[Line]]]) -> 
         touched = sorted({line.product_id for _, lines in asks for line in lines})
         if conn.dialect.name == "postgresql" and len(touched) == 1 and all(len(lines) == 1 for _, lines in asks):
             _reserve_at_once(conn, asks, touched[0], outcomes, now)
-            return [o if o is not None else RuntimeError("reserve left undecided") for o in outcomes]
-        # Products are never deleted: one unknown now is unknown for good (and the key's row names it).
-        prices = {r.product_id: r.price for r in _PRICES.rows(conn, {"ids": touched})}
-        candidates: list[int] = []
-        seen: set[str] = set()
-        for i, (order_id, lines) in enumerate(asks):
-            unknown = next((line.product_id for line in lines if line.product_id not in prices), None)
-            if unknown is not None:
-                outcomes[i] = ProductNotFound(unknown)
-            elif order_id in seen:
-                outcomes[i] = _Taken()  # the same order twice in one batch: the second is a retry of the first
-            else:
-                seen.add(order_id)
-                candidates.append(i)
-        if candidates:
-            keys = sorted(candidates, key=lambda i: asks[i][0])
-            new = {r.order_id for r in _insert_keys(conn).rows(conn, [_key_row(asks[i], prices, now) for i in keys])}
-            won = [i for i in candidates if asks[i][0] in new]
-            for i in candidates:
-                if asks[i][0] not in new:
-                    outcomes[i] = _Taken()
-            if won:
-                _hold(conn, asks, won, prices, outcomes, now)
+        else:
+            _reserve_plainly(conn, asks, touched, outcomes, now)
     return [o if o is not None else RuntimeError("reserve left undecided") for o in outcomes]
+
+
+def _candidates(
+    asks: Sequence[tuple[str, Sequence[Line]]], outcomes: list[Outcome | None], prices: dict[str, Decimal] | None
+) -> list[int]:
+    """The reserves to try: each order once, naming only known products (when `prices` says which are);
+    the others are decided here."""
+    candidates: list[int] = []
+    seen: set[str] = set()
+    for i, (order_id, lines) in enumerate(asks):
+        unknown = None if prices is None else next((x.product_id for x in lines if x.product_id not in prices), None)
+        if unknown is not None:
+            outcomes[i] = ProductNotFound(unknown)
+        elif order_id in seen:
+            outcomes[i] = _Taken()  # the same order twice in one batch: the second is a retry of the first
+        else:
+            seen.add(order_id)
+            candidates.append(i)
+    return candidates
+
+
+def _won(
+    asks: Sequence[tuple[str, Sequence[Line]]], candidates: list[int], new: set[str], outcomes: list[Outcome | None]
+) -> list[int]:
+    """The candidates whose key this transaction inserted; the others found theirs taken."""
+    for i in candidates:
+        if asks[i][0] not in new:
+            outcomes[i] = _Taken()
+    return [i for i in candidates if asks[i][0] in new]
+
+
+def _reserve_plainly(
+    conn: Connection,
+    asks: Sequence[tuple[str, Sequence[Line]]],
+    touched: list[str],
+    outcomes: list[Outcome | None],
+    now: dt.datetime,
+) -> None:
+    """reserve_many() statement by statement: the prices, the keys, then the products locked (_hold)."""
+    # Products are never deleted: one unknown now is unknown for good (and the key's row names it).
+    prices = {r.product_id: r.price for r in _PRICES.rows(conn, {"ids": touched})}
+    candidates = _candidates(asks, outcomes, prices)
+    if candidates:
+        keys = sorted(candidates, key=lambda i: asks[i][0])
+        new = {r.order_id for r in _insert_keys(conn).rows(conn, [_key_row(asks[i], prices, now) for i in keys])}
+        won = _won(asks, candidates, new, outcomes)
+        if won:
+            _hold(conn, asks, won, prices, outcomes, now)
 
 
 def _reserve_at_once(
@@ -461,14 +490,7 @@ def _reserve_at_once(
 ) -> None:
     """reserve_many() of reserves of one line each, all of `product_id`, on PostgreSQL: _RESERVE_AT_ONCE,
     then, only when the stock did not suffice for all of them, the plain path's lock and choice."""
-    candidates: list[int] = []
-    seen: set[str] = set()
-    for i, (order_id, _) in enumerate(asks):
-        if order_id in seen:
-            outcomes[i] = _Taken()  # the same order twice in one batch: the second is a retry of the first
-        else:
-            seen.add(order_id)
-            candidates.append(i)
+    candidates = _candidates(asks, outcomes, None)
     keys = sorted(candidates, key=lambda i: asks[i][0])
     rows = _RESERVE_AT_ONCE.rows(
         conn,
@@ -485,11 +507,7 @@ def _reserve_at_once(
         for i in candidates:
             outcomes[i] = _Taken() if known else ProductNotFound(product_id)
         return
-    new = {r.order_id for r in rows}
-    won = [i for i in candidates if asks[i][0] in new]
-    for i in candidates:
-        if asks[i][0] not in new:
-            outcomes[i] = _Taken()
+    won = _won(asks, candidates, {r.order_id for r in rows}, outcomes)
     prices = {product_id: rows[0].unit_price}  # the price the keys were written at
     if rows[0].locked is not None:
         _write_held(conn, asks, won, {product_id: rows[0].locked}, prices, outcomes, now, rows_written=True)
