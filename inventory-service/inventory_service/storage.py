@@ -511,8 +511,8 @@ def _reserve_at_once(
     prices = {product_id: rows[0].unit_price}  # the price the keys were written at
     if rows[0].locked is not None:
         _write_held(conn, asks, won, {product_id: rows[0].locked}, prices, outcomes, now, rows_written=True)
-    else:
-        _hold(conn, asks, won, prices, outcomes, now)
+    else:  # its conditional update found too little stock: lock, read and choose
+        _hold(conn, asks, won, prices, outcomes, now, try_take=False)
 
 
 def _hold(
@@ -522,10 +522,14 @@ def _hold(
     prices: dict[str, Decimal],
     outcomes: list[Outcome | None],
     now: dt.datetime,
+    *,
+    try_take: bool = True,
 ) -> None:
-    """The second half of reserve_many: the products locked, each new reserve held or refused."""
+    """The second half of reserve_many: the products locked, each new reserve held or refused.
+    `try_take=False`: the one-product conditional update already failed in this transaction (the
+    PostgreSQL statement's), so the row is locked and read at once."""
     products_of = sorted({line.product_id for i in won for line in asks[i][1]})
-    if len(products_of) == 1:
+    if try_take and len(products_of) == 1:
         # One product (a lone reserve, or a hot product's batch): one conditional update for all of them
         # locks the row and takes the stock at once. Only when they do not all fit is the row locked and
         # read first, to choose which of them do.
