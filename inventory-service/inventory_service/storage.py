@@ -46,6 +46,7 @@ from service_common.storage import (
     reading,
     skip_locked,
     snapshot,
+    unnest_rows,
     utcnow,
     writing,
 )
@@ -174,14 +175,7 @@ _KEYS: dict[str, DriverStatement] = {}
 #  - only if it took the stock: each new reserve's ledger and line row, at the price it locked.
 # It gives one row per new key, with the price it locked (null when the stock did not suffice: the keys
 # are then held or dropped as on the plain path). SQLite, in process, runs the plain statements.
-_asks = (
-    sa.func.unnest(
-        sa.bindparam("b_order", type_=postgresql.ARRAY(sa.String())),
-        sa.bindparam("b_quantity", type_=postgresql.ARRAY(sa.BigInteger())),
-    )
-    .table_valued("order_id", "quantity", with_ordinality="n")
-    .render_derived()
-)
+_asks = unnest_rows(("order_id", sa.String()), ("quantity", sa.BigInteger()), ordinality="n")
 _at = sa.bindparam("now", type_=UTCDateTime)
 _keys = (
     postgresql.insert(reservations)
@@ -497,7 +491,7 @@ def _reserve_at_once(
         {
             "pid": product_id,
             "now": now,
-            "b_order": [asks[i][0] for i in keys],
+            "b_order_id": [asks[i][0] for i in keys],
             "b_quantity": [asks[i][1][0].quantity for i in keys],
         },
     )

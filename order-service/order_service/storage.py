@@ -10,7 +10,6 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
 from order_service.domain import LISTED, UNFINISHED, Line, Order, OrderLine, OrderStatus, OrderSummary
@@ -23,6 +22,7 @@ from service_common.storage import (
     reading,
     skip_locked,
     snapshot,
+    unnest_rows,
     utcnow,
     writing,
     written,
@@ -207,12 +207,6 @@ _PRICE_LINE = DriverStatement(
 # where a statement costs no round trip: it keeps the plain statements above, which say the same.
 
 
-def _unnest(*columns: tuple[str, sa.types.TypeEngine[Any]]) -> Any:
-    """Rows given as one array parameter per column (`b_<name>`): unnest(...) AS anon(name, ...)."""
-    arrays = [sa.bindparam(f"b_{name}", type_=postgresql.ARRAY(kind)) for name, kind in columns]
-    return sa.func.unnest(*arrays).table_valued(*(name for name, _ in columns)).render_derived()
-
-
 def _bound(table: sa.Table, *names: str) -> dict[str, Any]:
     """SET / VALUES of these columns, each bound by its own name (a CTE's statement is not compiled with
     the parameters' keys as the top-level one is, so its columns are named here)."""
@@ -239,7 +233,7 @@ _new_order = (
     .returning(*orders.c)
     .cte("new_order")
 )
-_new_lines = _unnest(("line_no", sa.Integer()), ("product", sa.String()), ("quantity", sa.BigInteger()))
+_new_lines = unnest_rows(("line_no", sa.Integer()), ("product", sa.String()), ("quantity", sa.BigInteger()))
 _CREATE_AT_ONCE = DriverStatement(
     sa.select(_new_order).add_cte(
         order_lines.insert()
@@ -256,7 +250,7 @@ _confirmed = _MOVE.values(
     claimed_until=sa.null(),
     event_sequence=orders.c.event_sequence + 1,
 ).cte("confirmed")
-_prices = _unnest(("product", sa.String()), ("price", order_lines.c.unit_price.type))
+_prices = unnest_rows(("product", sa.String()), ("price", order_lines.c.unit_price.type))
 _CONFIRM_AT_ONCE = DriverStatement(
     sa.select(_confirmed).add_cte(
         order_lines.update()

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as postgresql_types
 from sqlalchemy.dialects.postgresql import dml as postgresql_dml
 from sqlalchemy.dialects.sqlite import dml as sqlite_dml
 from sqlalchemy.engine import Connection, Engine
@@ -679,6 +680,15 @@ def run_migrations(migrations_dir: Path, url: str) -> str | None:
                 return current_revision(conn)
     finally:
         engine.dispose()
+
+
+def unnest_rows(*columns: tuple[str, sa.types.TypeEngine[Any]], ordinality: str | None = None) -> Any:
+    """PostgreSQL: rows given as one array parameter per column (bound as `b_<name>`), as a FROM item:
+    `unnest(...) [WITH ORDINALITY] AS anon(name, ..., [ordinality])`. One parameter per column, whatever
+    the number of rows, so a statement that writes many rows is still one statement built once."""
+    arrays = [sa.bindparam(f"b_{name}", type_=postgresql_types.ARRAY(kind)) for name, kind in columns]
+    names = [name for name, _ in columns]
+    return sa.func.unnest(*arrays).table_valued(*names, with_ordinality=ordinality).render_derived()
 
 
 def insert_ignoring_conflict(
