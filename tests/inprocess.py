@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-import urllib3
 from flask import Flask
 from werkzeug.test import TestResponse
 
@@ -28,6 +27,7 @@ import inventory_service
 import order_service
 from inventory_service.settings import Settings as InventorySettings
 from local.processes import create_database, drop_database, server_url
+from order_service.inventory_client import TransportError
 from order_service.saga import OrderSaga
 from order_service.settings import Settings as OrderSettings
 from service_common.storage import run_migrations, writing
@@ -60,11 +60,11 @@ class WsgiTransport:
         path = url.removeprefix(INVENTORY_URL)
         self.calls.append(f"{method} {path}")
         if self.down:
-            raise urllib3.exceptions.NewConnectionError(None, "connection refused (inventory is down)")
+            raise TransportError("connection refused (inventory is down)")
         response = self.app.test_client().open(path, method=method, data=body, headers=headers)
         if self.lose_answers:
             self.lose_answers -= 1
-            raise urllib3.exceptions.ProtocolError("connection lost before the answer")
+            raise TransportError("connection lost before the answer")
         return WsgiAnswer(response.status_code, response.get_data())
 
 
