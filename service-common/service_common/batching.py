@@ -23,10 +23,19 @@ Ask = TypeVar("Ask")
 Outcome = TypeVar("Outcome")
 
 
+def _held_lock() -> threading.Lock:
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
+
+
 @dataclass
 class _Waiting(Generic[Ask, Outcome]):
+    """A queued ask. `woken` is a lock created held: the asker waits by acquiring it, and it is released
+    once, to wake it (an Event does the same through a Condition: several times the CPU per hand-off)."""
+
     ask: Ask
-    woken: threading.Event = field(default_factory=threading.Event)
+    woken: threading.Lock = field(default_factory=_held_lock)
     done: bool = False  # False when woken: lead the next batch
     outcome: Outcome | Exception | None = None
 
@@ -75,7 +84,7 @@ class GroupCommit(Generic[Ask, Outcome]):
             lead = not self._leading
             self._leading = True
         if not lead:
-            me.woken.wait()
+            me.woken.acquire()
         if not me.done:  # leading: at the head of the queue, so in the batch it takes
             self._lead()
         assert me.done
@@ -112,10 +121,10 @@ class GroupCommit(Generic[Ask, Outcome]):
             for waiting, outcome in zip(batch, outcomes, strict=True):
                 waiting.outcome = outcome
                 waiting.done = True
-                waiting.woken.set()
+                waiting.woken.release()
             with self._lock:
                 self._in_flight = 0
                 if self._queue:
-                    self._queue[0].woken.set()  # not done: it leads the next batch
+                    self._queue[0].woken.release()  # not done: it leads the next batch
                 else:
                     self._leading = False
