@@ -5,7 +5,11 @@ until its commit is durable, so a database takes only so many transactions a sec
 does. Here a request thread queues its ask and waits. One thread at a time leads: it takes up to
 `max_batch` queued asks (its own first), has `decide` run them as one transaction, hands each its
 outcome, then passes the lead to the thread at the head of the queue. No timer: a batch is whatever
-queued while the previous one ran, so a lone ask runs at once, alone.
+queued while the previous one ran, so a lone ask runs at once, alone. A thread may queue several asks at
+once (submit_all: inventory's batch route), which go whole into one batch.
+
+The same machinery gathers the order service's reserves into one call to inventory (inventory_client):
+there `decide` is that call, not a transaction.
 
 This is only an efficiency of one process. Correctness comes from the database (conditional updates,
 constraints), as for a single transaction, so it holds across workers and replicas, each with its own
@@ -31,13 +35,14 @@ def _held_lock() -> threading.Lock:
 
 @dataclass
 class _Waiting(Generic[Ask, Outcome]):
-    """A queued ask. `woken` is a lock created held: the asker waits by acquiring it, and it is released
-    once, to wake it (an Event does the same through a Condition: several times the CPU per hand-off)."""
+    """A submitter's queued asks (one, or several at once). `woken` is a lock created held: the submitter
+    waits by acquiring it, and it is released once, to wake it (an Event does the same through a Condition:
+    several times the CPU per hand-off)."""
 
-    ask: Ask
+    asks: list[Ask]
     woken: threading.Lock = field(default_factory=_held_lock)
     done: bool = False  # False when woken: lead the next batch
-    outcome: Outcome | Exception | None = None
+    outcomes: list[Outcome | Exception] = field(default_factory=list)
 
 
 class GroupCommit(Generic[Ask, Outcome]):
@@ -72,13 +77,20 @@ class GroupCommit(Generic[Ask, Outcome]):
     def pending(self) -> int:
         """Asks submitted and not yet decided: queued, or in the batch that runs now."""
         with self._lock:
-            return len(self._queue) + self._in_flight
+            return sum(len(waiting.asks) for waiting in self._queue) + self._in_flight
 
     def submit(self, ask: Ask) -> Outcome | Exception:
         """The ask's outcome, once the transaction that decided it has ended."""
+        return self.submit_all([ask])[0]
+
+    def submit_all(self, asks: list[Ask]) -> list[Outcome | Exception]:
+        """Several asks of one submitter, decided in the same batch (one batch of their own when they are
+        more than `max_batch`): their outcomes, in order."""
+        if not asks:
+            return []
         if self.max_batch <= 1:
-            return self._run([ask])[0]
-        me: _Waiting[Ask, Outcome] = _Waiting(ask)
+            return [self._run([ask])[0] for ask in asks]
+        me: _Waiting[Ask, Outcome] = _Waiting(asks)
         with self._lock:
             self._queue.append(me)
             lead = not self._leading
@@ -88,7 +100,7 @@ class GroupCommit(Generic[Ask, Outcome]):
         if not me.done:  # leading: at the head of the queue, so in the batch it takes
             self._lead()
         assert me.done
-        return me.outcome  # type: ignore[return-value]  # set with done
+        return me.outcomes
 
     def _run(self, asks: list[Ask]) -> list[Outcome | Exception]:
         try:
@@ -111,15 +123,24 @@ class GroupCommit(Generic[Ask, Outcome]):
 
     def _lead(self) -> None:
         with self._lock:
-            batch = self._queue[: self.max_batch]
-            del self._queue[: self.max_batch]
-            self._in_flight = len(batch)
-        outcomes: list[Outcome | Exception] = [RuntimeError("the batch was interrupted")] * len(batch)
+            # Whole submitters, up to max_batch asks (the first whatever its size).
+            taken, size = 0, 0
+            for waiting in self._queue:
+                if taken and size + len(waiting.asks) > self.max_batch:
+                    break
+                taken, size = taken + 1, size + len(waiting.asks)
+            batch = self._queue[:taken]
+            del self._queue[:taken]
+            self._in_flight = size
+        asks = [ask for waiting in batch for ask in waiting.asks]
+        outcomes: list[Outcome | Exception] = [RuntimeError("the batch was interrupted")] * len(asks)
         try:
-            outcomes = self._run([w.ask for w in batch])
+            outcomes = self._run(asks)
         finally:
-            for waiting, outcome in zip(batch, outcomes, strict=True):
-                waiting.outcome = outcome
+            at = 0
+            for waiting in batch:
+                waiting.outcomes = outcomes[at : at + len(waiting.asks)]
+                at += len(waiting.asks)
                 waiting.done = True
                 waiting.woken.release()
             with self._lock:

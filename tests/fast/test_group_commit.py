@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from service_common.batching import GroupCommit
@@ -89,3 +90,33 @@ def test_asks_decided_again_keep_their_own_outcomes_when_the_database_then_fails
     assert isinstance(outcomes[1], Broken)
     assert isinstance(outcomes[2], Down)
     assert observed == [1, 1, 1]
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 60  # a bound on a broken batcher, not a timing assertion
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def test_asks_submitted_together_share_a_batch_and_are_answered_in_order() -> None:
+    """Several asks of one submitter (inventory's batch route) go whole into one batch, up to max_batch with
+    others; more than max_batch make a batch of their own."""
+    decider = Decider()
+    group: GroupCommit[str, str] = GroupCommit(decider, 4)  # type: ignore[arg-type]
+    release.clear()
+    with ThreadPoolExecutor(4) as pool:
+        holder = pool.submit(group.submit, "hold")
+        _until(lambda: group.pending == 1)
+        first = pool.submit(group.submit_all, ["a", "b", "c"])
+        _until(lambda: group.pending == 4)
+        second = pool.submit(group.submit_all, ["d", "e"])  # would make 5 with the first: the next batch
+        _until(lambda: group.pending == 6)
+        third = pool.submit(group.submit_all, ["f", "g", "h", "i", "j"])  # more than 4: a batch of its own
+        _until(lambda: group.pending == 11)
+        release.set()
+        assert holder.result(timeout=60) == "hold: done"
+        assert first.result(timeout=60) == ["a: done", "b: done", "c: done"]
+        assert second.result(timeout=60) == ["d: done", "e: done"]
+        assert third.result(timeout=60) == ["f: done", "g: done", "h: done", "i: done", "j: done"]
+    assert decider.batches == [["hold"], ["a", "b", "c"], ["d", "e"], ["f", "g", "h", "i", "j"]]
+    assert group.submit_all([]) == []
