@@ -50,10 +50,20 @@ ALLOWED_REFUSALS: list[tuple[str, int, str, str]] = [
     # JSON Schema's "integer" admits 2.0 and integers past 64 bits; the services take integer literals
     # only (strict parsing, pinned by tests/test_bad_input.py), and the JSON parser reads a longer one as
     # a float.
-    # (A cart names each line that sent one.)
-    (r".*", 422, "validation_error", r"^((items\.\d+\.)?quantity: Input should be a valid integer(; |$))+$"),
+    # (A cart names each line that sent one; a batch of reserves, each reserve.)
+    (
+        r".*",
+        422,
+        "validation_error",
+        r"^(((reservations\.\d+\.)?(items\.\d+\.)?quantity: Input should be a valid integer)(; |$))+$",
+    ),
     # A product named twice among a cart's lines: JSON Schema's uniqueItems compares whole lines only.
-    (r"^POST /(orders|inventory/(reserve|check))$", 422, "validation_error", r"items: each product at most once"),
+    (
+        r"^POST /(orders|inventory/(reserve|reserve/batch|check))$",
+        422,
+        "validation_error",
+        r"items: each product at most once",
+    ),
     # A generator makes multipleOf 0.01 out of binary floats (0.29000000000000004); the price is checked
     # exactly, as a decimal, and such a number is not a multiple of 0.01.
     # The console's PATCH /admin/products/{product_id} passes the price on to inventory, which says the same.

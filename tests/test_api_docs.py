@@ -35,6 +35,7 @@ SECURITY = {
     },
     "inventory": {
         "reserve": [{"serviceToken": []}],
+        "reserve_batch": [{"serviceToken": []}],
         "release": [{"serviceToken": []}],
         "commit": [{"serviceToken": []}],
         "get_reservation": [{"serviceToken": []}, {"adminToken": []}],

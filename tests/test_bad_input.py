@@ -145,6 +145,7 @@ BODY_ENDPOINTS = {
     "place_order": Endpoint("order", "POST", "/orders"),
     "check": Endpoint("inventory", "POST", "/inventory/check"),
     "reserve": Endpoint("inventory", "POST", "/inventory/reserve", "service"),
+    "reserve_batch": Endpoint("inventory", "POST", "/inventory/reserve/batch", "service"),
     "release": Endpoint("inventory", "POST", "/inventory/release", "service"),
     "commit": Endpoint("inventory", "POST", "/inventory/commit", "service"),
     "restock": Endpoint("inventory", "POST", "/inventory/@PID@/restock", "admin"),

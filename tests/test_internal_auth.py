@@ -54,6 +54,10 @@ ENDPOINTS = {
         "inventory", "POST", "/inventory/reserve",
         '{"order_id":"{fresh}","product_id":"{pid}","quantity":4}', ("service",),
     ),
+    "reserve_batch": Endpoint(
+        "inventory", "POST", "/inventory/reserve/batch",
+        '{"reservations":[{"order_id":"{fresh}","product_id":"{pid}","quantity":4}]}', ("service",),
+    ),
     "release": Endpoint("inventory", "POST", "/inventory/release", '{"order_id":"{held}"}', ("service",)),
     "commit": Endpoint("inventory", "POST", "/inventory/commit", '{"order_id":"{held}"}', ("service",)),
     "get_reservation": Endpoint("inventory", "GET", "/inventory/reservations/{held}", None, ("service", "admin")),
@@ -196,7 +200,7 @@ def test_refused_without_the_right_token(
 def test_admin_token_is_not_a_service_token(api: Api, world: World) -> None:
     """Spelled out: the admin token, which can do more elsewhere, cannot reserve, release or commit."""
     before = state(api, world)
-    for name in ("reserve", "release", "commit"):
+    for name in ("reserve", "reserve_batch", "release", "commit"):
         assert_unauthorized(send(api, ENDPOINTS[name], world, f"Bearer {ADMIN_TOKEN}"))
     assert state(api, world) == before
 
@@ -289,6 +293,9 @@ def _changes(name: str, api: Api, world: World, r: requests.Response, before: di
     was = (before["product"]["available_quantity"], before["product"]["reserved_quantity"])
     if name == "reserve":
         assert r.status_code == 201 and r.json()["status"] == "held", r.text
+        assert after["fresh_reservation"] == 200 and stock == (was[0] - 4, was[1] + 4)
+    elif name == "reserve_batch":
+        assert r.status_code == 200 and [x["status"] for x in r.json()["results"]] == [201], r.text
         assert after["fresh_reservation"] == 200 and stock == (was[0] - 4, was[1] + 4)
     elif name == "release":
         assert r.status_code == 200 and after["held"]["status"] == "released", r.text

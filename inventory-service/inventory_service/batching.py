@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from inventory_service import storage
 from inventory_service.domain import Line, Reserved
 from service_common.batching import GroupCommit
+from service_common.domain import DomainError
 
 # Errors a batch can meet because of one of its reserves, not the database as a whole: the batch is then
 # run again one reserve per transaction, so that reserve fails alone. (A database that is down or busy
@@ -44,6 +45,18 @@ class ReserveBatcher:
 
     def reserve(self, order_id: str, lines: Sequence[Line]) -> Reserved:
         return storage.settle(self.engine, order_id, lines, self._group.submit((order_id, lines)))
+
+    def reserve_all(self, asks: Sequence[_Ask]) -> list[Reserved | DomainError]:
+        """Several reserves at once (inventory's batch route), decided in the same transaction: each its
+        reservation or its own refusal."""
+        outcomes = self._group.submit_all(list(asks))
+        answers: list[Reserved | DomainError] = []
+        for (order_id, lines), outcome in zip(asks, outcomes, strict=True):
+            try:
+                answers.append(storage.settle(self.engine, order_id, lines, outcome))
+            except DomainError as refusal:
+                answers.append(refusal)
+        return answers
 
     def _decide(self, asks: list[_Ask]) -> list[storage.Outcome]:
         return storage.reserve_many(self.engine, asks)

@@ -120,6 +120,31 @@ def inventory_blueprint(engine: Engine, settings: Settings, batcher: ReserveBatc
         return json_response(schemas.reservation_json(result.reservation), 201 if result.created else 200)
 
     @bp.post(
+        "/inventory/reserve/batch",
+        tags=[_RESERVATIONS],
+        security=SERVICE,
+        responses={
+            200: schemas.ReserveBatchAnswer,
+            **errors(
+                {422: "The body breaks the schema: 1 to 64 reserve bodies (`validation_error`)."}, body=True, auth=True
+            ),
+        },
+    )
+    @require_token("service")
+    def reserve_batch(body: schemas.ReserveBatchRequest) -> Response:
+        """Reserve stock for several orders at once (service)
+
+        Each of `reservations` is a reserve's body and is decided as `POST /inventory/reserve` decides it, on
+        its own: its answer's status and reservation, or its error, in `results`, in the order sent. They
+        share one transaction (the group commit's, with any reserve that arrives meanwhile), so the Order
+        Service sends the reserves of orders placed at the same moment as one call.
+        """
+        asks = [(each.order_id, each.lines()) for each in body.reservations]
+        answers = batcher.reserve_all(asks)
+        failpoints.hit("inventory_after_reserve")  # committed, the answers not yet sent
+        return json_response({"results": [schemas.reserve_outcome_json(answer) for answer in answers]})
+
+    @bp.post(
         "/inventory/release",
         tags=[_RESERVATIONS],
         security=SERVICE,

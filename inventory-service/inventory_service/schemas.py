@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, RootModel, StrictInt, model_validator
 
 from inventory_service import domain
+from service_common.domain import DomainError
+from service_common.errors import ErrorDetail, domain_error_json, domain_status
 from service_common.limits import AtMost, LimitedModel
 from service_common.lines import check_shape, document_shapes, refuse_nulls
 from service_common.money import Money, MoneyIn
@@ -87,6 +89,32 @@ class ReserveRequest(_Lines):
     )
 
     order_id: Identifier
+
+
+# At most this many reserves in one batch request: what one transaction of the group commit takes, too.
+MAX_BATCH_RESERVES = 64
+
+
+class ReserveBatchRequest(Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "example": {
+                "reservations": [
+                    {"order_id": "ORD90000001", "product_id": "P001", "quantity": 1},
+                    {
+                        "order_id": "ORD90000002",
+                        "items": [{"product_id": "P001", "quantity": 2}, {"product_id": "P002", "quantity": 1}],
+                    },
+                ]
+            }
+        }
+    )
+
+    reservations: list[ReserveRequest] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_RESERVES,
+        description="Each a reserve's body, as `POST /inventory/reserve` takes it.",
+    )
 
 
 class ReleaseRequest(Strict):
@@ -184,6 +212,16 @@ class Reservation(BaseModel):
     lines: list[ReservationLine] = Field(description="Every line, in the order reserved; empty for a tombstone.")
 
 
+class ReserveOutcome(BaseModel):
+    status: int = Field(description="What `POST /inventory/reserve` would answer this reserve: 201, 200, 404, 409.")
+    reservation: Reservation | None = Field(None, description="With 200 and 201.")
+    error: ErrorDetail | None = Field(None, description="With 404 and 409: the error `POST /inventory/reserve` gives.")
+
+
+class ReserveBatchAnswer(BaseModel):
+    results: list[ReserveOutcome] = Field(description="One per reserve, in the order sent.")
+
+
 class ProductStock(BaseModel):
     available_quantity: int
     reserved_quantity: int
@@ -239,6 +277,13 @@ def reservation_json(reservation: domain.Reservation) -> dict[str, Any]:
             for line in reservation.lines
         ],
     }
+
+
+def reserve_outcome_json(answer: domain.Reserved | DomainError) -> dict[str, Any]:
+    """One reserve of a batch: as `POST /inventory/reserve` would have answered it, status and body."""
+    if isinstance(answer, DomainError):
+        return {"status": domain_status(answer), **domain_error_json(answer)}
+    return {"status": 201 if answer.created else 200, "reservation": reservation_json(answer.reservation)}
 
 
 def reservation_summary_json(reservation: domain.Reservation) -> dict[str, Any]:

@@ -94,7 +94,12 @@ def domain_headers(exc: DomainError) -> dict[str, str]:
 
 def domain_body(exc: DomainError) -> bytes:
     """The JSON bytes a domain error is answered with (also what the order saga stores for replays)."""
-    return dumps(error_body(exc.code, exc.message, **exc.details))
+    return dumps(domain_error_json(exc))
+
+
+def domain_error_json(exc: DomainError) -> dict[str, Any]:
+    """The body a domain error is answered with, as data: `{"error": {"code", "message", …}}`."""
+    return error_body(exc.code, exc.message, **exc.details)
 
 
 def _is_connection_problem(exc: DBAPIError) -> bool:
