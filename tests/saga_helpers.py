@@ -21,9 +21,10 @@ from local.processes import migrate, wait_until
 from tests.stack_client import Api
 from tests.topology import Database, Process, Stack
 
-# Recovery must wait longer than the worst inventory call, (0.25 + 1) x 2 attempts + 0.1 backoff = 2.6 s,
-# plus the order service's 2 s database margin: the settings refuse anything up to 4.6 s.
-GRACE = 5.0
+# Recovery must wait longer than the worst reserve: the call out that it queues behind and then its own, each
+# (0.25 + 1) x 2 attempts + 0.1 backoff = 2.6 s, plus the order service's 2 s database margin: the settings
+# refuse anything up to 7.2 s.
+GRACE = 8.0
 SAGA_ENV = {
     "INVENTORY_CONNECT_TIMEOUT": "0.25",
     "INVENTORY_READ_TIMEOUT": "1",

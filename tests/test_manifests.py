@@ -304,9 +304,9 @@ def test_service_deployment_ports_probes_rollout_and_shutdown(name: str) -> None
     pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
     needed = pre_stop + float(env["DRAIN_SECONDS"]) + float(env["GRACEFUL_TIMEOUT"])
     assert spec["terminationGracePeriodSeconds"] > needed
-    if service is ORDER:  # in-flight orders may wait on inventory for the worst case of one call
+    if service is ORDER:  # in-flight orders may wait on inventory for the worst case of their reserve
         settings = service.settings_class()(**{k.lower(): v for k, v in env.items() if k in service.setting_names()})
-        assert float(env["GRACEFUL_TIMEOUT"]) > settings.worst_inventory_call()
+        assert float(env["GRACEFUL_TIMEOUT"]) > settings.worst_reserve()
     # Scratch: SCRATCH_DIR is a writable emptyDir on the read-only root.
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in spec["volumes"]}

@@ -26,6 +26,7 @@ from circuitbreaker import CircuitBreaker, CircuitBreakerError
 from order_service import metrics
 from order_service.domain import Line
 from order_service.settings import Settings
+from service_common.batching import GroupCommit
 from service_common.logs import REQUEST_ID_HEADER, current_request_id
 from service_common.tracing import client_span
 
@@ -67,6 +68,40 @@ class InventoryRefused(Exception):
 
 class _Retryable(Exception):
     pass
+
+
+class _NoBatchRoute(Exception):
+    """Inventory does not know the batch route: each reserve goes alone."""
+
+
+_ReserveAsk = tuple[str, Sequence[Line]]
+
+
+def _reserve_body(order_id: str, lines: Sequence[Line]) -> dict[str, Any]:
+    body: dict[str, Any] = {"order_id": order_id}
+    if len(lines) == 1:  # the body from before carts, which every inventory release takes
+        body.update(product_id=lines[0].product_id, quantity=lines[0].quantity)
+    else:
+        body["items"] = [{"product_id": line.product_id, "quantity": line.quantity} for line in lines]
+    return body
+
+
+def _reserve_outcome(result: Any) -> dict[str, Any] | Exception:
+    """One reserve's answer within a batch's: its reservation, or the refusal its own call would have raised."""
+    status = result.get("status") if isinstance(result, dict) else None
+    if status in (200, 201) and isinstance(result.get("reservation"), dict):
+        reservation: dict[str, Any] = result["reservation"]
+        return reservation
+    if isinstance(status, int) and 400 <= status < 500:
+        error = result.get("error") if isinstance(result.get("error"), dict) else {}
+        details = error.get("details")
+        return InventoryRefused(
+            status,
+            str(error.get("code", "refused")),
+            str(error.get("message", "")),
+            details if isinstance(details, list) else None,
+        )
+    return InventoryUnavailable(f"POST /inventory/reserve/batch: a reserve answered {status}")
 
 
 class TransportError(Exception):
@@ -112,16 +147,55 @@ class InventoryClient:
             name="inventory",
         )
         self._guarded = self.breaker.decorate(self._with_retries)
+        # Reserves coalesce while a call is out (service_common.batching: no timer, a lone one goes at once).
+        self._reserves: GroupCommit[_ReserveAsk, dict[str, Any]] | None = (
+            GroupCommit(self._reserve_together, settings.inventory_reserve_batch)
+            if settings.inventory_reserve_batch > 1
+            else None
+        )
 
     # --- the calls -------------------------------------------------------------------------------------------
 
     def reserve(self, order_id: str, lines: Sequence[Line]) -> dict[str, Any]:
-        body: dict[str, Any] = {"order_id": order_id}
-        if len(lines) == 1:  # the body from before carts, which every inventory release takes
-            body.update(product_id=lines[0].product_id, quantity=lines[0].quantity)
-        else:
-            body["items"] = [{"product_id": line.product_id, "quantity": line.quantity} for line in lines]
-        return self._call("POST", "/inventory/reserve", body)
+        """Hold stock for an order: its reservation. The reserves of this process's orders placed at the same
+        moment go as one call (see _reserve_together), each still answered on its own."""
+        if self._reserves is None:
+            return self._reserve_alone((order_id, lines))
+        outcome = self._reserves.submit((order_id, lines))
+        if isinstance(outcome, _NoBatchRoute):
+            return self._reserve_alone((order_id, lines))
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def _reserve_alone(self, ask: _ReserveAsk) -> dict[str, Any]:
+        return self._call("POST", "/inventory/reserve", _reserve_body(*ask))
+
+    def _reserve_together(self, asks: list[_ReserveAsk]) -> list[dict[str, Any] | Exception]:
+        """Reserves that queued while the previous call was out, as one call: `POST /inventory/reserve` for a
+        lone one, else `POST /inventory/reserve/batch`, whose answer holds each reserve's own answer. An
+        outage fails every one of them (as it would have failed each); retrying the call is safe, since each
+        reserve is idempotent by order id."""
+        if len(asks) == 1:
+            metrics.reserves_per_call(1)
+            try:
+                return [self._reserve_alone(asks[0])]
+            except (InventoryRefused, InventoryUnavailable) as exc:
+                return [exc]
+        body = {"reservations": [_reserve_body(*ask) for ask in asks]}
+        try:
+            payload = self._call("POST", "/inventory/reserve/batch", body, operation="reserve_batch")
+        except InventoryRefused as exc:
+            if exc.status in (404, 405):  # an inventory from before the batch route (a rolling upgrade)
+                return [_NoBatchRoute()] * len(asks)
+            return [exc] * len(asks)
+        except InventoryUnavailable as exc:
+            return [exc] * len(asks)
+        results = payload.get("results")
+        if not isinstance(results, list) or len(results) != len(asks):
+            return [InventoryUnavailable("POST /inventory/reserve/batch: unreadable answer")] * len(asks)
+        metrics.reserves_per_call(len(asks))
+        return [_reserve_outcome(result) for result in results]
 
     def release(self, order_id: str, product_id: str | None = None, quantity: int | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"order_id": order_id}

@@ -60,6 +60,11 @@ def _create() -> dict[str, Any]:
         "lines": Histogram(
             "order_lines_per_order", "Lines (products) of each order placed.", buckets=(1, 2, 3, 5, 10, 20, 50, 100)
         ),
+        "reserves_per_call": Histogram(
+            "inventory_reserves_per_call",
+            "Reserves one call to inventory carried (reserves of orders placed at the same moment go together).",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+        ),
         "writes": Histogram(
             "order_writes_per_transaction",
             "Order writes (new, confirmed, moved) made in one database transaction (group commit).",
@@ -75,6 +80,10 @@ def saga_outcome(outcome: str) -> None:
 
 def inventory_call(operation: str, result: str) -> None:
     _metrics()["calls"].labels(operation, result).inc()
+
+
+def reserves_per_call(count: int) -> None:
+    _metrics()["reserves_per_call"].observe(count)
 
 
 def inventory_retry(operation: str) -> None:

@@ -21,6 +21,13 @@ class Settings(ServiceSettings):
     inventory_read_timeout: float = Field(3.0, gt=0, description="Seconds to wait for inventory's answer.")
     inventory_retries: int = Field(2, ge=0, description="Retries after a failed inventory call (all idempotent).")
     inventory_backoff_max: float = Field(0.5, ge=0, description="Longest pause between two retries, seconds.")
+    inventory_reserve_batch: int = Field(
+        16,
+        ge=1,
+        le=64,
+        description="Most reserves one call to inventory carries: the reserves of orders placed while a call is "
+        "out go together, as one call (POST /inventory/reserve/batch). 1: each order's reserve is its own call.",
+    )
     breaker_fail_max: int = Field(5, ge=1, description="Failed calls in a row that open the circuit.")
     breaker_reset_seconds: float = Field(5.0, gt=0, description="Seconds the circuit stays open before a probe.")
     idempotency_ttl_hours: float = Field(24.0, gt=0, description="How long an Idempotency-Key is remembered.")
@@ -88,6 +95,14 @@ class Settings(ServiceSettings):
         per_try = self.inventory_connect_timeout + self.inventory_read_timeout
         return attempts * per_try + self.inventory_retries * self.inventory_backoff_max
 
+    def worst_reserve(self) -> float:
+        """Longest an order's reserve can take: its own call at its worst, and before it, when reserves go
+        together, the calls already out or queued ahead of it in its process (at most `threads - 1` others)."""
+        if self.inventory_reserve_batch <= 1:
+            return self.worst_inventory_call()
+        ahead = -(-(self.threads - 1) // self.inventory_reserve_batch)
+        return (1 + ahead) * self.worst_inventory_call()
+
     def worker_heartbeat_interval(self) -> float:
         """The longest the worker's loop goes between two heartbeats while it is healthy: its pause between
         passes, or one order's work (its inventory calls at their worst plus the database's share)."""
@@ -109,9 +124,9 @@ class Settings(ServiceSettings):
     @model_validator(mode="after")
     def _grace_covers_a_request(self) -> Settings:
         # The worker must never act on an order whose request may still be talking to inventory.
-        if self.recovery_grace_seconds <= self.worst_inventory_call() + _DATABASE_MARGIN:
+        if self.recovery_grace_seconds <= self.worst_reserve() + _DATABASE_MARGIN:
             raise ValueError(
                 f"RECOVERY_GRACE_SECONDS ({self.recovery_grace_seconds}) must exceed the worst case of one "
-                f"request ({self.worst_inventory_call():.1f}s of inventory calls plus a margin)"
+                f"request ({self.worst_reserve():.1f}s of inventory calls plus a margin)"
             )
         return self
