@@ -45,15 +45,15 @@ def batch_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, 
     return {"transactions": below, "reserves": reserves, "by_bucket": counts}
 
 
-def batch_text(batches: dict[str, Any] | None) -> str:
+def batch_text(batches: dict[str, Any] | None, unit: str = "tx") -> str:
     """ "1,040 tx, 7.9 per tx (≤1: 12, ≤8: 1,020, …)"; — without the histogram (behind HAProxy)."""
     if not batches or not batches["transactions"]:
         return "—"
     mean = batches["reserves"] / batches["transactions"]
     shown = ", ".join(
-        f"≤{float(le):g}: {n:,}" if le != "+Inf" else f">128: {n:,}" for le, n in batches["by_bucket"].items() if n
+        f"≤{float(le):g}: {n:,}" if le != "+Inf" else f">max: {n:,}" for le, n in batches["by_bucket"].items() if n
     )
-    return f"{batches['transactions']:,} tx, {mean:.1f} per tx ({shown})"
+    return f"{batches['transactions']:,} {unit}, {mean:.1f} per {unit} ({shown})"
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
@@ -273,6 +273,22 @@ class Results:
             )
         return lines
 
+    def order_batches(self) -> list[str]:
+        """How the order path's reserves travelled: reserves per call to inventory, per inventory transaction."""
+        runs = [r for r in self.services() if r.get("reserves_per_call")]
+        if not runs:
+            return []
+        lines = [
+            "| where | scenario | clients | reserves per call to inventory | reserves per inventory transaction |",
+            "|---|---|---:|---|---|",
+        ]
+        for r in runs:
+            lines.append(
+                f"| {r['topology']} {r['engine']} | {r['scenario']} | {r['clients']} | "
+                f"{batch_text(r['reserves_per_call'], 'calls')} | {batch_text(r.get('reserves_per_transaction'))} |"
+            )
+        return lines
+
     def against_seed(self) -> list[str]:
         """Our single replicas against the seed, scenario by scenario and concurrency by concurrency."""
         lines = [
@@ -331,6 +347,9 @@ class Results:
     def markdown(self, header: list[str]) -> str:
         parts = [*header, "", "## Ratios to the ceilings", "", *self.table(), "", "## Ceilings", ""]
         parts += [*self.ceiling_table(), "", "## Targets", "", *self.targets()]
+        if batches := self.order_batches():
+            parts += ["", "## The order path's reserves: per call to inventory, per inventory transaction", ""]
+            parts += batches
         if reserves := self.reserves():
             parts += ["", "## Group commit: POST /inventory/reserve on one product, straight to inventory", ""]
             parts += reserves

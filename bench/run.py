@@ -285,7 +285,22 @@ class Bench:
                     stack.databases,
                     "wrk",
                     lambda c=c, u=url, s=scenario, x=args: self.wrk(u, s, x, c, a.duration),
+                    self._batches(stack) if scenario.startswith("order") and stack.topology == "single" else None,
                 )
+
+    @staticmethod
+    def _batches(stack: Any) -> Callable[[LoadResult], dict[str, Any]]:
+        """For an order scenario on one replica: how many reserves each call to inventory carried, and how
+        many each of inventory's transactions held (both histograms, from now until the run's end)."""
+        calls0 = reserve_batches(stack.order_url, "inventory_reserves_per_call")
+        transactions0 = reserve_batches(stack.inventory_url)
+
+        def after(_result: LoadResult) -> dict[str, Any]:
+            calls = report.batch_delta(calls0, reserve_batches(stack.order_url, "inventory_reserves_per_call"))
+            transactions = report.batch_delta(transactions0, reserve_batches(stack.inventory_url))
+            return {"reserves_per_call": calls, "reserves_per_transaction": transactions}
+
+        return after
 
     def reserves(self, stack: Any) -> None:
         """reserve_hot: POST /inventory/reserve on the hot product at RESERVE_CLIENTS, each a new order id.

@@ -409,15 +409,16 @@ def available(inventory_url: str, product_id: str, settle: bool = False) -> int:
     return now
 
 
-def reserve_batches(inventory_url: str) -> dict[str, float]:
-    """inventory_reserves_per_transaction's cumulative buckets (le -> count) and sum, from /metrics."""
-    r = requests.get(f"{inventory_url}/metrics", timeout=30)
+def reserve_batches(url: str, histogram: str = "inventory_reserves_per_transaction") -> dict[str, float]:
+    """A batch histogram's cumulative buckets (le -> count) and sum, from the service's /metrics: inventory's
+    reserves per transaction, or (the order service's) inventory_reserves_per_call."""
+    r = requests.get(f"{url}/metrics", timeout=30)
     r.raise_for_status()
     found: dict[str, float] = {}
     for line in r.text.splitlines():
-        if line.startswith("inventory_reserves_per_transaction_bucket{"):
+        if line.startswith(f"{histogram}_bucket{{"):
             le = line.split('le="', 1)[1].split('"', 1)[0]
             found[le] = float(line.rsplit(" ", 1)[1])
-        elif line.startswith("inventory_reserves_per_transaction_sum "):
+        elif line.startswith(f"{histogram}_sum "):
             found["sum"] = float(line.rsplit(" ", 1)[1])
     return found
