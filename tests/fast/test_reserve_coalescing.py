@@ -37,8 +37,11 @@ def test_the_batch_route_answers_each_reserve_as_its_own_call_would(apps: Servic
     retried, tombstone, mismatched = _new_order_id(), _new_order_id(), _new_order_id()
     held = _post(apps, "/inventory/reserve", {"order_id": retried, "product_id": product, "quantity": 1})
     assert held.status_code == 201
-    assert _post(apps, "/inventory/reserve", {"order_id": mismatched, "product_id": other, "quantity": 1}).ok
-    assert _post(apps, "/inventory/release", {"order_id": tombstone}).ok
+    assert (
+        _post(apps, "/inventory/reserve", {"order_id": mismatched, "product_id": other, "quantity": 1}).status_code
+        == 201
+    )
+    assert _post(apps, "/inventory/release", {"order_id": tombstone}).status_code == 200
     new_one, cart, short = _new_order_id(), _new_order_id(), _new_order_id()
     asks = [
         {"order_id": new_one, "product_id": product, "quantity": 2},
