@@ -45,7 +45,7 @@ def batch_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, 
     return {"transactions": below, "reserves": reserves, "by_bucket": counts}
 
 
-def batch_text(batches: dict[str, Any] | None, unit: str = "tx") -> str:
+def batch_text(batches: dict[str, Any] | None, unit: str = "tx", units: str = "tx") -> str:
     """ "1,040 tx, 7.9 per tx (≤1: 12, ≤8: 1,020, …)"; — without the histogram (behind HAProxy)."""
     if not batches or not batches["transactions"]:
         return "—"
@@ -53,7 +53,7 @@ def batch_text(batches: dict[str, Any] | None, unit: str = "tx") -> str:
     shown = ", ".join(
         f"≤{float(le):g}: {n:,}" if le != "+Inf" else f">max: {n:,}" for le, n in batches["by_bucket"].items() if n
     )
-    return f"{batches['transactions']:,} {unit}, {mean:.1f} per {unit} ({shown})"
+    return f"{batches['transactions']:,} {units}, {mean:.1f} per {unit} ({shown})"
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
@@ -285,7 +285,8 @@ class Results:
         for r in runs:
             lines.append(
                 f"| {r['topology']} {r['engine']} | {r['scenario']} | {r['clients']} | "
-                f"{batch_text(r['reserves_per_call'], 'calls')} | {batch_text(r.get('reserves_per_transaction'))} |"
+                f"{batch_text(r['reserves_per_call'], 'call', 'calls')} | "
+                f"{batch_text(r.get('reserves_per_transaction'))} |"
             )
         return lines
 
