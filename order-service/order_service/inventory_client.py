@@ -71,7 +71,7 @@ class _Retryable(Exception):
 
 
 class _NoBatchRoute(Exception):
-    """Inventory does not know the batch route: each reserve goes alone."""
+    """Inventory does not know the batch route, or the batch is too large for it: each reserve goes alone."""
 
 
 _ReserveAsk = tuple[str, Sequence[Line]]
@@ -186,7 +186,9 @@ class InventoryClient:
         try:
             payload = self._call("POST", "/inventory/reserve/batch", body, operation="reserve_batch")
         except InventoryRefused as exc:
-            if exc.status in (404, 405):  # an inventory from before the batch route (a rolling upgrade)
+            # 404/405: an inventory from before the batch route (a rolling upgrade); 413: carts so large that
+            # together they exceed inventory's MAX_BODY_BYTES (each alone never does: our own limit is the same).
+            if exc.status in (404, 405, 413):
                 return [_NoBatchRoute()] * len(asks)
             return [exc] * len(asks)
         except InventoryUnavailable as exc:

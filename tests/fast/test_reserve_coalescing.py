@@ -101,11 +101,11 @@ def test_the_batch_route_refuses_a_bad_body_whole(
 @dataclass
 class Gate:
     """Holds the first inventory call until opened, so that the orders placed meanwhile queue behind it;
-    records each call's path and body. `batch_route` False answers the batch route as an inventory from
-    before it does (404)."""
+    records each call's path and body. `batch_refused` answers the batch route with that status, as an
+    inventory from before it does (404) or one whose MAX_BODY_BYTES the batch exceeds (413)."""
 
     inner: WsgiTransport
-    batch_route: bool = True
+    batch_refused: int | None = None
     opened: threading.Event = field(default_factory=threading.Event)
     sent: list[tuple[str, Any]] = field(default_factory=list)
 
@@ -115,8 +115,8 @@ class Gate:
         self.sent.append((path, orjson.loads(body) if body else None))
         if first:
             self.opened.wait(timeout=60)
-        if path == BATCH and not self.batch_route:
-            return WsgiAnswer(404, b'{"error": {"code": "not_found", "message": "Not Found"}}')
+        if path == BATCH and self.batch_refused is not None:
+            return WsgiAnswer(self.batch_refused, b'{"error": {"code": "refused", "message": "Refused"}}')
         return self.inner.request(method, url, body=body, headers=headers)
 
 
@@ -169,8 +169,11 @@ def test_orders_placed_together_reserve_in_one_call_each_answered_on_its_own(app
     assert apps.audit().json["consistent"] is True
 
 
-def test_against_an_inventory_without_the_batch_route_each_reserve_goes_alone(apps: Services, gate: Gate) -> None:
-    gate.batch_route = False
+@pytest.mark.parametrize("status", [404, 413], ids=["no-batch-route", "batch-too-large"])
+def test_when_inventory_refuses_the_batch_itself_each_reserve_goes_alone(
+    apps: Services, gate: Gate, status: int
+) -> None:
+    gate.batch_refused = status
     product = apps.new_product(10)
     answers = _place_together(apps, gate, product, 5)
     assert [a.status_code for a in answers] == [201] * 5
