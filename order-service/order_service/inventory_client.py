@@ -54,6 +54,19 @@ class InventoryRefused(Exception):
         self.message = message
         self.details = details  # insufficient_stock: each short line
 
+    @classmethod
+    def answered(cls, status: int, body: Any) -> InventoryRefused:
+        """The refusal a 4xx answer's body (`{"error": {"code", "message", "details"?}}`) says."""
+        error = body.get("error") if isinstance(body, dict) else None
+        error = error if isinstance(error, dict) else {}
+        details = error.get("details")
+        return cls(
+            status,
+            str(error.get("code", "refused")),
+            str(error.get("message", "")),
+            details if isinstance(details, list) else None,
+        )
+
     @property
     def missing(self) -> bool:
         """Inventory does not know what was named (the product)."""
@@ -93,14 +106,7 @@ def _reserve_outcome(result: Any) -> dict[str, Any] | Exception:
         reservation: dict[str, Any] = result["reservation"]
         return reservation
     if isinstance(status, int) and 400 <= status < 500:
-        error = result.get("error") if isinstance(result.get("error"), dict) else {}
-        details = error.get("details")
-        return InventoryRefused(
-            status,
-            str(error.get("code", "refused")),
-            str(error.get("message", "")),
-            details if isinstance(details, list) else None,
-        )
+        return InventoryRefused.answered(status, result)
     return InventoryUnavailable(f"POST /inventory/reserve/batch: a reserve answered {status}")
 
 
@@ -319,14 +325,7 @@ class InventoryClient:
         except orjson.JSONDecodeError as exc:
             raise _Retryable(f"{method} {path}: unreadable answer") from exc
         if 400 <= response.status < 500:
-            error = payload.get("error", {}) if isinstance(payload, dict) else {}
-            details = error.get("details")
-            raise InventoryRefused(
-                response.status,
-                str(error.get("code", "refused")),
-                str(error.get("message", "")),
-                details if isinstance(details, list) else None,
-            )
+            raise InventoryRefused.answered(response.status, payload)
         if response.status >= 500:  # a fault in inventory, not a passing outage: counted, not retried
             raise InventoryUnavailable(f"{method} {path}: HTTP {response.status}")
         return payload
