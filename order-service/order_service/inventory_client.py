@@ -199,7 +199,7 @@ class InventoryClient:
             return [exc] * len(asks)
         except InventoryUnavailable as exc:
             return [exc] * len(asks)
-        results = payload.get("results")
+        results = payload.get("results") if isinstance(payload, dict) else None
         if not isinstance(results, list) or len(results) != len(asks):
             return [InventoryUnavailable("POST /inventory/reserve/batch: unreadable answer")] * len(asks)
         metrics.reserves_per_call(len(asks))
