@@ -193,7 +193,7 @@ class InventoryClient:
             payload = self._call("POST", "/inventory/reserve/batch", body, operation="reserve_batch")
         except InventoryRefused as exc:
             # 404/405: an inventory from before the batch route (a rolling upgrade); 413: carts so large that
-            # together they exceed inventory's MAX_BODY_BYTES (each alone never does: our own limit is the same).
+            # together they exceed inventory's MAX_BODY_BYTES (one alone, at most MAX_LINES lines, never does).
             if exc.status in (404, 405, 413):
                 return [_NoBatchRoute()] * len(asks)
             return [exc] * len(asks)
