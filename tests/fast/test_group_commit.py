@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from local.processes import wait_until
 from service_common.batching import GroupCommit
 
 
@@ -92,12 +92,6 @@ def test_asks_decided_again_keep_their_own_outcomes_when_the_database_then_fails
     assert observed == [1, 1, 1]
 
 
-def _until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 60  # a bound on a broken batcher, not a timing assertion
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.005)
-
-
 def test_asks_submitted_together_share_a_batch_and_are_answered_in_order() -> None:
     """Several asks of one submitter (inventory's batch route) go whole into one batch, up to max_batch with
     others; more than max_batch make a batch of their own."""
@@ -106,13 +100,13 @@ def test_asks_submitted_together_share_a_batch_and_are_answered_in_order() -> No
     release.clear()
     with ThreadPoolExecutor(4) as pool:
         holder = pool.submit(group.submit, "hold")
-        _until(lambda: group.pending == 1)
+        wait_until(lambda: group.pending == 1, 60, "the asks to queue", interval=0.005)
         first = pool.submit(group.submit_all, ["a", "b", "c"])
-        _until(lambda: group.pending == 4)
+        wait_until(lambda: group.pending == 4, 60, "the asks to queue", interval=0.005)
         second = pool.submit(group.submit_all, ["d", "e"])  # would make 5 with the first: the next batch
-        _until(lambda: group.pending == 6)
+        wait_until(lambda: group.pending == 6, 60, "the asks to queue", interval=0.005)
         third = pool.submit(group.submit_all, ["f", "g", "h", "i", "j"])  # more than 4: a batch of its own
-        _until(lambda: group.pending == 11)
+        wait_until(lambda: group.pending == 11, 60, "the asks to queue", interval=0.005)
         release.set()
         assert holder.result(timeout=60) == "hold: done"
         assert first.result(timeout=60) == ["a: done", "b: done", "c: done"]

@@ -7,7 +7,6 @@ outage."""
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,6 +17,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
+from local.processes import wait_until
 from order_service.settings import Settings as OrderSettings
 from tests.inprocess import SERVICE, Services, WsgiAnswer, WsgiTransport
 
@@ -139,18 +139,11 @@ def _place_together(apps: Services, gate: Gate, product: str, count: int) -> lis
     queued: Callable[[], int] = lambda: apps.saga.inventory._reserves.pending  # noqa: E731
     with ThreadPoolExecutor(count) as pool:
         answers: list[Future[Any]] = [pool.submit(apps.place, product, 1)]
-        _until(lambda: queued() == 1)
+        wait_until(lambda: queued() == 1, 60, "the reserves to queue", interval=0.005)
         answers += [pool.submit(apps.place, product, 1) for _ in range(count - 1)]
-        _until(lambda: queued() == count)
+        wait_until(lambda: queued() == count, 60, "the reserves to queue", interval=0.005)
         gate.opened.set()
         return [a.result(timeout=60) for a in answers]
-
-
-def _until(condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 60  # a bound on a broken client, not a timing assertion
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert condition()
 
 
 def test_orders_placed_together_reserve_in_one_call_each_answered_on_its_own(apps: Services, gate: Gate) -> None:
