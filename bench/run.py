@@ -67,6 +67,7 @@ from bench.stacks import (  # noqa: E402
     reserve_batches,
     seed,
 )
+from inventory_service.settings import Settings as InventorySettings  # noqa: E402
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432"
 TOPOLOGIES = ("sqlite", "postgresql", "cluster")
@@ -253,7 +254,11 @@ class Bench:
     # --- the services ----------------------------------------------------------------------------------------
 
     def _server_shape(self) -> str:
-        return f"granian {self.settings['WEB_CONCURRENCY']} workers x {self.settings['THREADS']} app threads"
+        spare = InventorySettings.model_fields["spare_threads"].default
+        return (
+            f"granian {self.settings['WEB_CONCURRENCY']} workers x {self.settings['THREADS']} app threads "
+            f"(inventory: + {spare} spare threads)"
+        )
 
     @staticmethod
     def target(stack: Any, scenario: str) -> tuple[str, list[str]]:

@@ -10,6 +10,15 @@ from service_common.settings import ServiceSettings
 class Settings(ServiceSettings):
     database_url: str = Field("sqlite:///data/inventory.db", description="Inventory's own database.")
     port: int = Field(5001, description="Port the inventory service listens on.")
+    # A reserve's thread mostly waits in the group commit, and a batch holds no more reserves than the threads
+    # waiting in it: spare threads let it gather more (docs/performance.md, "Spare threads").
+    spare_threads: int = Field(
+        16,
+        ge=0,
+        le=256,
+        description="Threads per worker process that run a request only while an app thread waits on a group "
+        "commit: the reserves one transaction can gather grow by as many.",
+    )
     max_restock: int = Field(1_000_000_000, ge=1, description="Largest quantity one restock may add.")
     ledger_retention_hours: float = Field(
         720.0, gt=0, description="Age after which stock ledger rows are folded into their product's balance row."

@@ -97,10 +97,11 @@ class Settings(ServiceSettings):
 
     def worst_reserve(self) -> float:
         """Longest an order's reserve can take: its own call at its worst, and before it, when reserves go
-        together, the calls already out or queued ahead of it in its process (at most `threads - 1` others)."""
+        together, the calls already out or queued ahead of it in its process (at most one for each of its
+        other threads, spare ones included)."""
         if self.inventory_reserve_batch <= 1:
             return self.worst_inventory_call()
-        ahead = -(-(self.threads - 1) // self.inventory_reserve_batch)
+        ahead = -(-(self.threads + self.spare_threads - 1) // self.inventory_reserve_batch)
         return (1 + ahead) * self.worst_inventory_call()
 
     def worker_heartbeat_interval(self) -> float:

@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
+from service_common.front import wait_lending
+
 Ask = TypeVar("Ask")
 Outcome = TypeVar("Outcome")
 
@@ -96,7 +98,7 @@ class GroupCommit(Generic[Ask, Outcome]):
             lead = not self._leading
             self._leading = True
         if not lead:
-            me.woken.acquire()
+            wait_lending(me.woken)  # a spare thread of the front may run another request meanwhile
         if not me.done:  # leading: at the head of the queue, so in the batch it takes
             self._lead()
         assert me.done

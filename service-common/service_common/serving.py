@@ -35,7 +35,7 @@ from granian.log import LogLevels
 from granian.server.mp import MPServer
 
 from service_common.errors import error_body
-from service_common.front import ENVIRON_KEY, RUN_AGAIN_HEADER, FrontRun
+from service_common.front import ENVIRON_KEY, RUN_AGAIN_HEADER, FrontRun, serve_turns
 from service_common.settings import Limits
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class _Refused(Exception):
 class BufferedFront:
     """ASGI app that checks the head, reads the whole body, then runs the WSGI app in a thread."""
 
-    def __init__(self, wsgi_app: Callable[..., Any], limits: Limits, threads: int) -> None:
+    def __init__(self, wsgi_app: Callable[..., Any], limits: Limits, threads: int, spare_threads: int = 0) -> None:
         self._limits = limits
         self._app = wsgi_app
         self._waiting = 0  # requests between two runs (service_common/front.py); changed in the event loop
@@ -64,8 +64,14 @@ class BufferedFront:
         self._jobs: queue.SimpleQueue[tuple[dict[str, Any], asyncio.AbstractEventLoop, asyncio.Future[Any]]] = (
             queue.SimpleQueue()
         )
+        # Spare threads run a request only on a turn that a waiting app thread lent (front.wait_lending): a
+        # group commit gathers up to threads + spare_threads asks, while requests that wait on nothing run on
+        # `threads` alone, as many as contend for the GIL (more threads cost every request CPU).
+        self._turns: queue.SimpleQueue[None] = queue.SimpleQueue()
         for n in range(threads):
-            threading.Thread(target=self._serve_jobs, name=f"app_{n}", daemon=True).start()
+            threading.Thread(target=self._serve_jobs, args=(False,), name=f"app_{n}", daemon=True).start()
+        for n in range(spare_threads):
+            threading.Thread(target=self._serve_jobs, args=(True,), name=f"spare_{n}", daemon=True).start()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # no websockets; lifespan is not used (granian's ASGINL interface)
@@ -127,8 +133,11 @@ class BufferedFront:
         result: tuple[int, list[tuple[bytes, bytes]], bytes] = await answer
         return result
 
-    def _serve_jobs(self) -> None:
+    def _serve_jobs(self, spare: bool) -> None:
+        serve_turns(self._turns)
         while True:
+            if spare:
+                self._turns.get()
             environ, loop, answer = self._jobs.get()
             try:
                 result: Any = self._call_app(environ)
@@ -338,6 +347,7 @@ def serve(
     port: int,
     workers: int,
     threads: int,
+    spare_threads: int = 0,
     limits: Limits,
     drain_flag: Path,
     drain_seconds: float,
@@ -367,4 +377,4 @@ def serve(
     server.drain_flag = drain_flag
     server._last_respawn = {}
     server.drain_seconds = drain_seconds
-    server.serve(target_loader=lambda _target: BufferedFront(app_factory(), limits, threads))
+    server.serve(target_loader=lambda _target: BufferedFront(app_factory(), limits, threads, spare_threads))
