@@ -201,7 +201,7 @@ class Bench:
     def ceilings(self) -> None:
         a = self.args
         hello = Hello(self.workdir, self.settings)
-        self.progress.note(f"ceiling (a): hello-world Flask app, {self._server_shape()}")
+        self.progress.note(f"ceiling (a): hello-world Flask app, {self._server_shape(spare=False)}")
         try:
             hello.start()
             url = hello.server.url + "/"
@@ -253,12 +253,11 @@ class Bench:
 
     # --- the services ----------------------------------------------------------------------------------------
 
-    def _server_shape(self) -> str:
-        spare = InventorySettings.model_fields["spare_threads"].default
-        return (
-            f"granian {self.settings['WEB_CONCURRENCY']} workers x {self.settings['THREADS']} app threads "
-            f"(inventory: + {spare} spare threads)"
-        )
+    def _server_shape(self, spare: bool = True) -> str:
+        shape = f"granian {self.settings['WEB_CONCURRENCY']} workers x {self.settings['THREADS']} app threads"
+        if spare:  # inventory's own default (docs/decisions.md, "Spare threads")
+            shape += f" (inventory: + {InventorySettings.model_fields['spare_threads'].default} spare threads)"
+        return shape
 
     @staticmethod
     def target(stack: Any, scenario: str) -> tuple[str, list[str]]:
