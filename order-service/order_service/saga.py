@@ -153,28 +153,29 @@ class OrderSaga:
             log.warning("reserve failed", extra={"fields": {"order_id": order.order_id, "reason": str(exc)}})
             return self._fail(order)
         self.failpoints.hit("after_reserve")
-        confirmed = self._confirm(order, _prices(reservation))
-        return self._placement(confirmed) if confirmed is not None else self._settled_elsewhere(order.id)
+        answer = self._confirm(order, _prices(reservation))
+        return Placement(order.order_id, answer) if answer is not None else self._settled_elsewhere(order.id)
 
-    def _confirm(self, order: Order, prices: dict[str, Decimal]) -> Order | None:
-        """pending → confirmed with its prices and its answer; None when the worker settled it first."""
+    def _confirm(self, order: Order, prices: dict[str, Decimal]) -> Answer | None:
+        """pending → confirmed with its prices and its answer (stored with it, for replays): that answer, or
+        None when the worker settled the order first."""
         lines = tuple(replace(line, unit_price=prices[line.product_id]) for line in order.lines)
         total = sum((line.line_price or Decimal(0) for line in lines), Decimal("0.00"))
         priced = replace(
             order, status=CONFIRMED, lines=lines, unit_price=lines[0].unit_price, total_price=to_money(total)
         )
         answer = self.answers.placed(priced)
-        row = storage.confirm(
+        if not storage.confirm(
             self.engine,
             order,
             prices,
             describe=self.answers.describe,
             response_status=answer.status,
             response_body=answer.body.decode(),
-        )
-        if row is not None:
-            metrics.saga_outcome("confirmed")
-        return row
+        ):
+            return None
+        metrics.saga_outcome("confirmed")
+        return answer
 
     def _reject(self, order: Order, refusal: InventoryRefused) -> Placement:
         # Inventory's short lines, if any, are the client's to see: {product_id, requested, available}.
@@ -331,8 +332,8 @@ class OrderSaga:
             and [(line["product_id"], line["quantity"]) for line in _reserved_lines(reservation)]
             == [(line.product_id, line.quantity) for line in order.lines]
         ):
-            confirmed = self._confirm(order, _prices(reservation))
-            return "confirmed" if confirmed is not None else "skipped"
+            answer = self._confirm(order, _prices(reservation))
+            return "confirmed" if answer is not None else "skipped"
         # Nothing held (or something else held): fail it; the release leaves a tombstone so a reserve
         # still in flight can never hold stock for it later.
         self._fail(order)
