@@ -68,6 +68,7 @@ from bench.stacks import (  # noqa: E402
     seed,
 )
 from inventory_service.settings import Settings as InventorySettings  # noqa: E402
+from order_service.settings import Settings as OrderSettings  # noqa: E402
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432"
 TOPOLOGIES = ("sqlite", "postgresql", "cluster")
@@ -255,8 +256,11 @@ class Bench:
 
     def _server_shape(self, spare: bool = True) -> str:
         shape = f"granian {self.settings['WEB_CONCURRENCY']} workers x {self.settings['THREADS']} app threads"
-        if spare:  # inventory's own default (docs/decisions.md, "Spare threads")
-            shape += f" (inventory: + {InventorySettings.model_fields['spare_threads'].default} spare threads)"
+        if spare:  # each service's own default (docs/decisions.md, "Spare threads")
+            shape += (
+                f" (+ {OrderSettings.model_fields['spare_threads'].default} spare in order, "
+                f"{InventorySettings.model_fields['spare_threads'].default} in inventory)"
+            )
         return shape
 
     @staticmethod

@@ -204,6 +204,10 @@ def test_the_recovery_grace_must_outlast_a_reserve_queued_behind_a_call() -> Non
         OrderSettings(**_SLOW_CALLS, recovery_grace_seconds=20)
     alone = OrderSettings(**_SLOW_CALLS, inventory_reserve_batch=1, recovery_grace_seconds=20)
     assert alone.worst_reserve() == 13
-    # 23 other threads, at most 8 reserves a call: up to three calls ahead.
-    crowded = OrderSettings(**_SLOW_CALLS, threads=24, inventory_reserve_batch=8, recovery_grace_seconds=60)
+    # 23 other threads (16 app threads and 8 spare ones), at most 8 reserves a call: up to three calls ahead.
+    crowded = OrderSettings(
+        **_SLOW_CALLS, threads=16, spare_threads=8, inventory_reserve_batch=8, recovery_grace_seconds=60
+    )
     assert crowded.worst_reserve() == 52
+    with pytest.raises(ValidationError, match="RECOVERY_GRACE_SECONDS"):
+        OrderSettings(**_SLOW_CALLS, spare_threads=16, recovery_grace_seconds=30)  # 23 others: two calls ahead
