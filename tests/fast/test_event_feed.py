@@ -5,7 +5,6 @@ pruned past a cursor."""
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from local.processes import wait_until
 from order_service import retention
 from order_service.events import Cursor
 from tests.inprocess import ADMIN, Services, Templates, services
@@ -37,12 +37,12 @@ def _settled(apps: Services) -> None:
     held = sa.text(
         "SELECT count(*) FROM order_events WHERE tx >= pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
     )
-    deadline = time.monotonic() + 60  # a bound on a server that never settles, not a timing assertion
-    while time.monotonic() < deadline:
+
+    def settled() -> bool:
         with engine.connect() as conn:
-            if not conn.execute(held).scalar_one():
-                return
-        time.sleep(0.05)
+            return not conn.execute(held).scalar_one()
+
+    wait_until(settled, 60, "the events' transactions to settle", interval=0.05)
 
 
 def _read(apps: Services, headers: dict[str, str] = READER, **query: Any) -> Any:

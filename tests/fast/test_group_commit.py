@@ -5,7 +5,6 @@ fails alone; an error of the whole database refuses the whole batch; each ask ge
 from __future__ import annotations
 
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 from local.processes import wait_until
@@ -53,9 +52,7 @@ def batch_of(decider: Decider, asks: list[str], **kw: object) -> tuple[list[str 
         futures = []
         for ask in asks:  # in this order in the queue
             futures.append(pool.submit(group.submit, ask))
-            deadline = time.monotonic() + 60  # a bound on a broken batcher, not a timing assertion
-            while group.pending < len(futures) + 1 and time.monotonic() < deadline:
-                time.sleep(0.005)
+            wait_until(lambda: group.pending >= len(futures) + 1, 60, "the ask queued", interval=0.005)
         release.set()
         assert holder.result(timeout=60) == "hold: done"
         outcomes = [f.result(timeout=60) for f in futures]

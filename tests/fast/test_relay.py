@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from local.broker import NatsServer
+from local.processes import wait_until
 from order_service.broker import BrokerConfig
 from order_service.relay import Lease, Relay, unpublished
 from service_common.failpoints import FailPoints
@@ -156,9 +157,7 @@ def test_the_relay_thread_stops_with_the_worker(relayed: Services, stream: Broke
     _some_changes(relayed)
     stop = threading.Event()
     thread = _relay(relayed, "relay-a").start(stop)
-    deadline = time.monotonic() + 20
-    while unpublished(relayed.order_engine, 1) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: not unpublished(relayed.order_engine, 1), 20, "the relay to publish", interval=0.05)
     stop.set()
     thread.join(timeout=10)
     assert not thread.is_alive()

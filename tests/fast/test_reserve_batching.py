@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +29,7 @@ from inventory_service.domain import (
     ReservationReleased,
 )
 from inventory_service.settings import Settings
+from local.processes import wait_until
 from service_common.storage import engine_for, writing
 from tests.inprocess import ADMIN, ADMIN_TOKEN, SERVICE, SERVICE_TOKEN, Services, Templates
 
@@ -248,9 +248,12 @@ def test_64_concurrent_reserves_of_one_product_share_transactions_and_fail_alone
     with ThreadPoolExecutor(CLIENTS) as pool, writing(engine) as hold:
         hold.execute(sa.select(storage.products).where(storage.products.c.product_id == product).with_for_update())
         answers = [pool.submit(reserve, n) for n in range(CLIENTS)]
-        deadline = time.monotonic() + 60  # a bound on a broken batcher, not a timing assertion
-        while batcher.pending + sum(a.done() for a in answers) < CLIENTS and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(
+            lambda: batcher.pending + sum(a.done() for a in answers) >= CLIENTS,
+            60,
+            "every reserve queued or decided",
+            interval=0.01,
+        )
     statuses = [a.result(timeout=120) for a in answers]
 
     expected = [{5: 409, 9: 404}.get(n % 16, 201) for n in range(CLIENTS)]

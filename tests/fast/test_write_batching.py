@@ -9,7 +9,6 @@ import functools
 import os
 import re
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from local.processes import wait_until
 from service_common.storage import WriteBatcher, create_db_engine, reading, write_batcher, writing, written
 from tests.inprocess import Services, Templates, services
 
@@ -60,10 +60,7 @@ def _while_the_writer_is_held(apps: Services, requests: list[Callable[[], Any]])
         holder = pool.submit(written, engine, hold)
         assert held.wait(timeout=60)
         answers: list[Future[Any]] = [pool.submit(r) for r in requests]
-        deadline = time.monotonic() + 60  # a bound on a broken batcher, not a timing assertion
-        while batcher.pending < len(requests) + 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert batcher.pending == len(requests) + 1
+        wait_until(lambda: batcher.pending == len(requests) + 1, 60, "every write queued", interval=0.01)
         let_go.set()
         holder.result(timeout=60)
         return [a.result(timeout=120) for a in answers]
@@ -146,10 +143,7 @@ def test_sqlite_a_writer_waiting_in_another_process_is_seen_so_the_writer_is_not
         with writing(first):
             assert not someone_waits()
             waiter = pool.submit(lambda: written(second, lambda conn: conn.execute(sa.text("SELECT 1")).scalar()))
-            deadline = time.monotonic() + 30  # a bound on a broken gate, not a timing assertion
-            while not someone_waits() and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert someone_waits()
+            wait_until(someone_waits, 30, "the second engine to wait at the gate", interval=0.01)
         assert waiter.result(timeout=60) == 1
     assert not someone_waits()
     first.dispose()
