@@ -3,8 +3,7 @@ commit it lends its turn, and a spare thread runs another request, so one batch 
 front has app threads; a request that waits on nothing never runs on a spare thread.
 
 Driven through the front itself (its ASGI entry, in an event loop of the test's own), with a WSGI app whose
-requests are asks of a GroupCommit, the first batch held open until the test lets it go. On SQLite and
-PostgreSQL alike (no database here), so named for both layers of `make test-fast`.
+requests are asks of a GroupCommit, the first batch held open until the test lets it go. No database.
 """
 
 from __future__ import annotations
@@ -96,36 +95,32 @@ def held() -> Iterator[HeldBatches]:
     held.release.set()  # never leave a thread waiting on a failed test
 
 
-@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
-def test_waiting_requests_lend_their_turn_so_one_batch_gathers_more_asks_than_app_threads(
-    held: HeldBatches, engine: str
-) -> None:
-    front = BufferedFront(held.app, LIMITS, threads=2, spare_threads=2)
+def _four_asks(held: HeldBatches, front: BufferedFront, queued: int) -> list[int]:
+    """Four asks sent at once through `front`, the first batch let go once `queued` of them are in the group
+    commit: the size of each batch."""
     loop_thread, statuses = _requests(front, [f"/ask?{n}" for n in range(4)])
+    wait_until(lambda: held.commit.pending == queued, 60, f"{queued} asks in the group commit", interval=0.005)
+    held.release.set()
+    loop_thread.join(timeout=60)
+    assert statuses == [200] * 4
+    return [len(batch) for batch in held.batches]
+
+
+def test_waiting_requests_lend_their_turn_so_one_batch_gathers_more_asks_than_app_threads(held: HeldBatches) -> None:
     # Two app threads: one leads the first batch, which is held; the other waits for the next and lends its
     # turn; each spare thread that takes a turn runs a request that waits too, and lends its own, so all
     # four asks are in at once.
-    wait_until(lambda: held.commit.pending == 4, 60, "four asks in the group commit", interval=0.005)
-    held.release.set()
-    loop_thread.join(timeout=60)
-    assert statuses == [200] * 4
-    assert [len(batch) for batch in held.batches] == [1, 3]
+    front = BufferedFront(held.app, LIMITS, threads=2, spare_threads=2)
+    assert _four_asks(held, front, queued=4) == [1, 3]
     assert sorted(held.threads) == ["app_0", "app_1", "spare_0", "spare_1"]
 
 
-@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
-def test_without_spare_threads_each_app_thread_holds_one_ask(held: HeldBatches, engine: str) -> None:
+def test_without_spare_threads_each_app_thread_holds_one_ask(held: HeldBatches) -> None:
     front = BufferedFront(held.app, LIMITS, threads=1, spare_threads=0)
-    loop_thread, statuses = _requests(front, [f"/ask?{n}" for n in range(4)])
-    wait_until(lambda: held.commit.pending == 1, 60, "the first ask in the group commit", interval=0.005)
-    held.release.set()
-    loop_thread.join(timeout=60)
-    assert statuses == [200] * 4
-    assert [len(batch) for batch in held.batches] == [1, 1, 1, 1]
+    assert _four_asks(held, front, queued=1) == [1, 1, 1, 1]
 
 
-@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
-def test_requests_that_wait_on_nothing_run_on_app_threads_only(held: HeldBatches, engine: str) -> None:
+def test_requests_that_wait_on_nothing_run_on_app_threads_only(held: HeldBatches) -> None:
     front = BufferedFront(held.app, LIMITS, threads=2, spare_threads=4)
     loop_thread, statuses = _requests(front, ["/plain"] * 50)
     loop_thread.join(timeout=60)
