@@ -11,7 +11,7 @@ class Settings(ServiceSettings):
     database_url: str = Field("sqlite:///data/inventory.db", description="Inventory's own database.")
     port: int = Field(5001, description="Port the inventory service listens on.")
     # A reserve's thread mostly waits in the group commit, and a batch holds no more reserves than the threads
-    # waiting in it: spare threads let it gather more (docs/performance.md, "Spare threads").
+    # waiting in it: spare threads let it gather more (docs/decisions.md, "Spare threads").
     spare_threads: int = Field(
         16,
         ge=0,

@@ -5,7 +5,9 @@ and size), `BufferedFront` reads the body in the event loop (bounded in time and
 request that is whole and within every limit is handed to a pool of app threads, which run the WSGI
 app. What breaks a limit is answered with our JSON error before any thread is taken. A request the app
 asks to run again later (a long poll with nothing to give yet, service_common/front.py) waits in the event
-loop between runs, holding no thread either.
+loop between runs, holding no thread either. Spare threads (SPARE_THREADS) run requests only while app
+threads wait on a group commit (front.wait_lending), so a batch can gather more asks than there are app
+threads without every request contending with more threads for the GIL.
 
 On SIGTERM the master first marks the replica as draining (readiness answers 503 so the load balancer
 takes it out), keeps serving for `drain_seconds`, then stops accepting and lets workers finish in-flight
