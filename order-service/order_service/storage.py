@@ -180,20 +180,15 @@ _INSERT_ORDER = DriverStatement(orders.insert().returning(*orders.c))
 _INSERT_LINES = DriverStatement(order_lines.insert())
 # An order moves on only from the state it is expected to be in (the saga's conditional step); a move into
 # a state that raises an event also counts it on the order row.
-_MOVE = (
-    orders.update()
-    .where(orders.c.id == sa.bindparam("b_id"), orders.c.status == sa.bindparam("b_expected"))
-    .returning(*orders.c)
+_MOVE_IF_EXPECTED = orders.update().where(
+    orders.c.id == sa.bindparam("b_id"), orders.c.status == sa.bindparam("b_expected")
 )
+_COUNT_EVENT = {"event_sequence": orders.c.event_sequence + 1}
+_MOVE = _MOVE_IF_EXPECTED.returning(*orders.c)
 _MOVE_ORDER = DriverStatement(_MOVE)
-_MOVE_ORDER_WITH_EVENT = DriverStatement(_MOVE.values(event_sequence=orders.c.event_sequence + 1))
+_MOVE_ORDER_WITH_EVENT = DriverStatement(_MOVE.values(_COUNT_EVENT))
 # confirm() needs back only the event's sequence: the rest of the row is what it wrote or what it was given.
-_CONFIRM_ORDER = DriverStatement(
-    orders.update()
-    .where(orders.c.id == sa.bindparam("b_id"), orders.c.status == sa.bindparam("b_expected"))
-    .values(event_sequence=orders.c.event_sequence + 1)
-    .returning(orders.c.event_sequence)
-)
+_CONFIRM_ORDER = DriverStatement(_MOVE_IF_EXPECTED.values(_COUNT_EVENT).returning(orders.c.event_sequence))
 _INSERT_EVENT = {
     "postgresql": DriverStatement(order_events.insert().values(tx=_PG_TX)),
     "sqlite": DriverStatement(order_events.insert()),  # tx: null
@@ -255,7 +250,7 @@ _CREATE_AT_ONCE = DriverStatement(
 _confirmed = _MOVE.values(
     **_bound(orders, "status", "updated_at", "unit_price", "total_price", "response_status", "response_body"),
     claimed_until=sa.null(),
-    event_sequence=orders.c.event_sequence + 1,
+    **_COUNT_EVENT,
 ).cte("confirmed")
 _prices = unnest_rows(("product", sa.String()), ("price", order_lines.c.unit_price.type))
 _CONFIRM_AT_ONCE = DriverStatement(
