@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from service_common.settings import ServiceSettings
+from service_common.settings import ServiceSettings, SpareThreads
 
 
 class Settings(ServiceSettings):
@@ -12,13 +12,7 @@ class Settings(ServiceSettings):
     port: int = Field(5001, description="Port the inventory service listens on.")
     # A reserve's thread mostly waits in the group commit, and a batch holds no more reserves than the threads
     # waiting in it: spare threads let it gather more (docs/decisions.md, "Spare threads").
-    spare_threads: int = Field(
-        16,
-        ge=0,
-        le=256,
-        description="Threads per worker process that run a request only while an app thread waits on a group "
-        "commit: the reserves one transaction can gather grow by as many.",
-    )
+    spare_threads: SpareThreads = 16
     max_restock: int = Field(1_000_000_000, ge=1, description="Largest quantity one restock may add.")
     ledger_retention_hours: float = Field(
         720.0, gt=0, description="Age after which stock ledger rows are folded into their product's balance row."

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from service_common.settings import ServiceSettings
+from service_common.settings import ServiceSettings, SpareThreads
 
 # Time a request may spend on its own database work around the inventory calls.
 _DATABASE_MARGIN = 2.0
@@ -19,13 +19,7 @@ class Settings(ServiceSettings):
     # An order's thread waits twice on other threads' work (its writes' group commit, its reserve's call):
     # spare threads let more orders meet there (docs/decisions.md, "Spare threads"). 8 + 8 threads are at most
     # one call of INVENTORY_RESERVE_BATCH (16) ahead of a reserve, so worst_reserve() stays two calls.
-    spare_threads: int = Field(
-        8,
-        ge=0,
-        le=256,
-        description="Threads per worker process that run a request only while an app thread waits on a group "
-        "commit (its writes, its reserve's call to inventory).",
-    )
+    spare_threads: SpareThreads = 8
     inventory_url: str = Field("http://127.0.0.1:5001", description="Base URL of the inventory service.")
     inventory_connect_timeout: float = Field(1.0, gt=0, description="Seconds to connect to inventory.")
     inventory_read_timeout: float = Field(3.0, gt=0, description="Seconds to wait for inventory's answer.")

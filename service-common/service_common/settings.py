@@ -5,11 +5,23 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MAX_BODY_BYTES = 64 * 1024
+
+# Each service sets its own default (docs/decisions.md, "Spare threads"); the bounds and meaning are shared.
+SpareThreads = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=256,
+        description="Threads per worker process that run a request only while an app thread waits on a group "
+        "commit: the asks one batch can gather grow by as many.",
+    ),
+]
 
 
 @dataclass(frozen=True)
@@ -37,13 +49,7 @@ class ServiceSettings(BaseSettings):
     port: int = Field(description="Port the server listens on.")
     web_concurrency: int = Field(2, ge=1, description="Server worker processes (one per core).")
     threads: int = Field(8, ge=1, description="Threads per worker process.")
-    spare_threads: int = Field(
-        0,
-        ge=0,
-        le=256,
-        description="Threads per worker process that run a request only while an app thread waits on a group "
-        "commit: the asks one batch can gather grow by as many.",
-    )
+    spare_threads: SpareThreads = 0
     drain_seconds: float = Field(3.0, ge=0, description="After SIGTERM, seconds to keep serving while not ready.")
     graceful_timeout: float = Field(20.0, ge=1, description="After draining, seconds in-flight requests may take.")
     header_read_timeout: float = Field(
